@@ -1,0 +1,187 @@
+import CRdKafka
+import Synchronization
+
+/// A consumed Kafka message, copied out of librdkafka (which frees its copy at once).
+public struct KafkaMessage: Sendable {
+    public let topic: String
+    public let partition: Int32
+    public let offset: Int64
+    public let key: [UInt8]?
+    public let value: [UInt8]?
+    /// Producer or log-append time in milliseconds since the epoch, when the broker has one.
+    public let timestampMillis: Int64?
+}
+
+/// What a rebalance does to this consumer's assignment.
+public enum RebalanceEvent: Sendable {
+    case assigned([TopicPartition])
+    /// Called before the partitions are given up: finish and commit their in-flight work now.
+    case revoking([TopicPartition])
+}
+
+/// A high-level (group) consumer with manual offset commits.
+///
+/// Ownership: `rd_kafka_new` takes the conf; this object owns the `rd_kafka_t` and destroys it once in
+/// `close()`/deinit after `rd_kafka_consumer_close` (which leaves the group). librdkafka handles are
+/// thread-safe, but the rebalance handler runs inside `poll`, on the polling thread: call `poll`,
+/// `commit` and `close` from one thread (the consume loop's).
+public final class KafkaConsumer: @unchecked Sendable {
+    // @unchecked Sendable: `handle` is only mutated in close(), under `lock`; librdkafka's own calls are thread-safe.
+    private let lock = Mutex<Void>(())
+    private var handle: OpaquePointer?
+    private let rebalanceBox: RebalanceBox
+
+    /// `properties` are librdkafka settings (bootstrap.servers, group.id, TLS/SASL…). Auto-commit is
+    /// always off: offsets are committed by the caller after the changes are applied.
+    public init(properties: [(String, String)], onRebalance: @escaping (RebalanceEvent) -> Void) throws(KafkaError) {
+        var props = properties
+        props.append(("enable.auto.commit", "false"))
+        props.append(("enable.auto.offset.store", "false"))
+        let conf = try KafkaConf.make(props)
+        let box = RebalanceBox(onRebalance)
+        rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(box).toOpaque())
+        rd_kafka_conf_set_rebalance_cb(conf) { rk, err, partitions, opaque in
+            guard let rk, let opaque, let partitions else { return }
+            let box = Unmanaged<RebalanceBox>.fromOpaque(opaque).takeUnretainedValue()
+            let list = PartitionList.read(partitions).map { TopicPartition(topic: $0.0.topic, partition: $0.0.partition) }
+            let cooperative = String(cString: rd_kafka_rebalance_protocol(rk)) == "COOPERATIVE"
+            if err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS {
+                if cooperative { _ = rd_kafka_incremental_assign(rk, partitions) } else { rd_kafka_assign(rk, partitions) }
+                box.handler(.assigned(list))
+            } else {
+                box.handler(.revoking(list))
+                if cooperative { _ = rd_kafka_incremental_unassign(rk, partitions) } else { rd_kafka_assign(rk, nil) }
+            }
+        }
+        self.rebalanceBox = box
+        self.handle = try KafkaConf.newHandle(RD_KAFKA_CONSUMER, conf)
+        rd_kafka_poll_set_consumer(handle)
+    }
+
+    deinit { close() }
+
+    public func subscribe(_ topics: [String]) throws(KafkaError) {
+        let rk = try rkHandle()
+        let err = PartitionList.withList(topics.map { TopicPartitionOffset(topic: $0, partition: -1, offset: -1001) }) { list in
+            rd_kafka_subscribe(rk, list)
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "subscribe to \(topics.joined(separator: ","))") }
+    }
+
+    /// Waits up to `timeoutMs` for the next message. Rebalance handlers run inside this call.
+    /// Partition EOF and other informational events return nil; real errors throw.
+    public func poll(timeoutMs: Int32) throws(KafkaError) -> KafkaMessage? {
+        let rk = try rkHandle()
+        guard let msg = rd_kafka_consumer_poll(rk, timeoutMs) else { return nil }
+        defer { rd_kafka_message_destroy(msg) }
+        let m = msg.pointee
+        if m.err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            if m.err == RD_KAFKA_RESP_ERR__PARTITION_EOF { return nil }
+            throw KafkaError(m.err, "consume")
+        }
+        let topic = String(cString: rd_kafka_topic_name(m.rkt))
+        let key = m.key.map { Array(UnsafeRawBufferPointer(start: $0, count: m.key_len)) }
+        let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) }
+        var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
+        let ts = rd_kafka_message_timestamp(msg, &tsType)
+        return KafkaMessage(
+            topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
+            timestampMillis: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+    }
+
+    /// Synchronously commits `offsets` (each the next offset to read) for the group.
+    public func commit(_ offsets: [TopicPartitionOffset]) throws(KafkaError) {
+        guard !offsets.isEmpty else { return }
+        let rk = try rkHandle()
+        let (err, perPartition) = PartitionList.withList(offsets) { list in
+            (rd_kafka_commit(rk, list, 0), PartitionList.read(list))
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "commit offsets") }
+        if let failed = perPartition.first(where: { $0.1 != RD_KAFKA_RESP_ERR_NO_ERROR }) {
+            throw KafkaError(failed.1, "commit offset \(failed.0)")
+        }
+    }
+
+    /// The group's committed offsets for `partitions` (negative when none is committed).
+    public func committed(_ partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws(KafkaError) -> [TopicPartition: Int64] {
+        let rk = try rkHandle()
+        let query = partitions.map { TopicPartitionOffset(topic: $0.topic, partition: $0.partition, offset: -1001) }
+        let (err, result) = PartitionList.withList(query) { list in
+            (rd_kafka_committed(rk, list, timeoutMs), PartitionList.read(list))
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "fetch committed offsets") }
+        var out: [TopicPartition: Int64] = [:]
+        for (tpo, _) in result { out[TopicPartition(topic: tpo.topic, partition: tpo.partition)] = tpo.offset }
+        return out
+    }
+
+    /// Low and high watermarks of a partition, asked of the broker.
+    public func watermarks(_ tp: TopicPartition, timeoutMs: Int32 = 10_000) throws(KafkaError) -> (low: Int64, high: Int64) {
+        try KafkaMetadata.watermarks(try rkHandle(), tp, timeoutMs: timeoutMs)
+    }
+
+    /// The partitions currently assigned to this consumer.
+    public func assignment() throws(KafkaError) -> [TopicPartition] {
+        let rk = try rkHandle()
+        var list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        let err = rd_kafka_assignment(rk, &list)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let list else { throw KafkaError(err, "read assignment") }
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        return PartitionList.read(list).map { TopicPartition(topic: $0.0.topic, partition: $0.0.partition) }
+    }
+
+    /// Leaves the group (running the revoke handler) and frees the handle. Idempotent.
+    public func close() {
+        let rk: OpaquePointer? = lock.withLock { _ in
+            let h = handle
+            handle = nil
+            return h
+        }
+        guard let rk else { return }
+        rd_kafka_consumer_close(rk)
+        rd_kafka_destroy(rk)
+    }
+
+    private func rkHandle() throws(KafkaError) -> OpaquePointer {
+        guard let h = lock.withLock({ _ in handle }) else {
+            throw KafkaError(code: RD_KAFKA_RESP_ERR__DESTROY.rawValue, message: "consumer is closed")
+        }
+        return h
+    }
+}
+
+/// Holds the rebalance handler for the C callback, which finds it through the conf opaque.
+private final class RebalanceBox: @unchecked Sendable {
+    // @unchecked Sendable: immutable after init; only called from the polling thread.
+    let handler: (RebalanceEvent) -> Void
+    init(_ handler: @escaping (RebalanceEvent) -> Void) { self.handler = handler }
+}
+
+/// Broker metadata queries shared by consumers and the lag monitor.
+enum KafkaMetadata {
+    static func watermarks(_ rk: OpaquePointer, _ tp: TopicPartition, timeoutMs: Int32) throws(KafkaError) -> (low: Int64, high: Int64) {
+        var low: Int64 = -1
+        var high: Int64 = -1
+        let err = rd_kafka_query_watermark_offsets(rk, tp.topic, tp.partition, &low, &high, timeoutMs)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "query watermarks of \(tp)") }
+        return (low, high)
+    }
+
+    /// Partition ids of `topic`, from the broker's metadata.
+    static func partitions(_ rk: OpaquePointer, topic: String, timeoutMs: Int32) throws(KafkaError) -> [Int32] {
+        var meta: UnsafePointer<rd_kafka_metadata>?
+        let rkt = rd_kafka_topic_new(rk, topic, nil)
+        defer { if let rkt { rd_kafka_topic_destroy(rkt) } }
+        let err = rd_kafka_metadata(rk, 0, rkt, &meta, timeoutMs)
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let meta else { throw KafkaError(err, "metadata of \(topic)") }
+        defer { rd_kafka_metadata_destroy(meta) }
+        var out: [Int32] = []
+        for t in 0..<Int(meta.pointee.topic_cnt) {
+            let tm = meta.pointee.topics[t]
+            guard String(cString: tm.topic) == topic else { continue }
+            if tm.err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(tm.err, "metadata of \(topic)") }
+            for p in 0..<Int(tm.partition_cnt) { out.append(tm.partitions[p].id) }
+        }
+        return out.sorted()
+    }
+}

@@ -1,0 +1,205 @@
+import CLibPQ
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Rows returned by a statement, copied out of libpq's `PGresult` (which is freed at once).
+public struct PGRows: Sendable {
+    public let columns: [String]
+    public let rows: [[String?]]
+    /// Rows affected, as the command tag says (INSERT/UPDATE/DELETE/COPY/MERGE), else 0.
+    public let affected: Int
+
+    public var count: Int { rows.count }
+    public subscript(row: Int, column: Int) -> String? { rows[row][column] }
+    /// The first column of the first row.
+    public var scalar: String? { rows.first?.first ?? nil }
+}
+
+/// One libpq connection (`PGconn`). All calls are blocking: run them on a dedicated thread, never on
+/// Swift's cooperative pool (see `BlockingExecutor` in CDCR).
+///
+/// Ownership: `PQconnectdb` returns a `PGconn` this object owns; `close()` (or deinit) calls `PQfinish`
+/// exactly once and forgets the pointer. Every `PGresult` is cleared before the call that produced it
+/// returns. libpq forbids concurrent use of one `PGconn`, so every call holds `lock`.
+public final class PGConnection: @unchecked Sendable {
+    // @unchecked Sendable: the only mutable state is `handle`, and every access to it is under `lock`.
+    private let lock = Mutex<Void>(())
+    private var handle: OpaquePointer?
+
+    private init(handle: OpaquePointer) { self.handle = handle }
+
+    deinit { if let handle { PQfinish(handle) } }
+
+    /// Opens a connection from a libpq URL or key=value string.
+    public static func connect(_ conninfo: String) throws(PGError) -> PGConnection {
+        guard let conn = PQconnectdb(conninfo) else {
+            throw PGError(sqlState: nil, message: "libpq could not allocate a connection", connectionLost: true)
+        }
+        guard PQstatus(conn) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines
+            PQfinish(conn)
+            throw PGError(sqlState: "08001", message: "cannot connect to \(redactConnectionString(conninfo)): \(message)", connectionLost: true)
+        }
+        PQsetNoticeProcessor(conn, { _, _ in }, nil)
+        return PGConnection(handle: conn)
+    }
+
+    /// Closes the connection; later calls fail with a connection-lost error.
+    public func close() {
+        lock.withLock { _ in
+            if let handle { PQfinish(handle) }
+            handle = nil
+        }
+    }
+
+    /// True while libpq considers the connection usable.
+    public var isHealthy: Bool {
+        lock.withLock { _ in handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
+    }
+
+    /// Runs one statement with bound text parameters (nil = NULL). Values never enter the SQL text.
+    @discardableResult
+    public func query(_ sql: String, _ params: [String?] = []) throws(PGError) -> PGRows {
+        try withHandle { conn throws(PGError) in
+            let result = withCStrings(params) { ptrs in
+                PQexecParams(conn, sql, Int32(params.count), nil, ptrs, nil, nil, 0)
+            }
+            return try consume(result, conn: conn)
+        }
+    }
+
+    /// Runs one or more statements without parameters (DDL scripts, BEGIN/COMMIT).
+    @discardableResult
+    public func execute(_ sql: String) throws(PGError) -> PGRows {
+        try withHandle { conn throws(PGError) in try consume(PQexec(conn, sql), conn: conn) }
+    }
+
+    /// `COPY ... FROM STDIN` with `data` already encoded in the COPY format the statement names.
+    /// Returns the number of rows copied.
+    @discardableResult
+    public func copyIn(_ sql: String, data: [UInt8]) throws(PGError) -> Int {
+        try withHandle { conn throws(PGError) in
+            guard let start = PQexec(conn, sql) else { throw lost(conn) }
+            let status = PQresultStatus(start)
+            if status != PGRES_COPY_IN {
+                _ = try consume(start, conn: conn)
+                throw PGError(sqlState: nil, message: "statement did not start COPY FROM STDIN")
+            }
+            PQclear(start)
+            var sendFailed = false
+            data.withUnsafeBytes { raw in
+                let chunk = 1 << 20
+                var offset = 0
+                while offset < raw.count {
+                    let n = min(chunk, raw.count - offset)
+                    let base = raw.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self)
+                    if PQputCopyData(conn, base, Int32(n)) != 1 { sendFailed = true; return }
+                    offset += n
+                }
+            }
+            if sendFailed || PQputCopyEnd(conn, nil) != 1 { throw lost(conn) }
+            var copied = 0
+            var firstError: PGError?
+            while let result = PQgetResult(conn) {
+                do throws(PGError) {
+                    let rows = try consume(result, conn: conn)
+                    copied = rows.affected
+                } catch {
+                    if firstError == nil { firstError = error }
+                }
+            }
+            if let firstError { throw firstError }
+            return copied
+        }
+    }
+
+    /// Runs `body` inside BEGIN/COMMIT; rolls back when it throws.
+    public func transaction<T>(_ body: (PGConnection) throws -> T) throws -> T {
+        try execute("BEGIN")
+        do {
+            let value = try body(self)
+            try execute("COMMIT")
+            return value
+        } catch {
+            if isHealthy { _ = try? execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    // MARK: - Internals
+
+    private func withHandle<T>(_ body: (OpaquePointer) throws(PGError) -> T) throws(PGError) -> T {
+        try lock.withLock { _ throws(PGError) -> T in
+            guard let conn = handle else {
+                throw PGError(sqlState: nil, message: "connection is closed", connectionLost: true)
+            }
+            return try body(conn)
+        }
+    }
+
+    private func lost(_ conn: OpaquePointer) -> PGError {
+        let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines
+        return PGError(sqlState: nil, message: message.isEmpty ? "connection lost" : message, connectionLost: true)
+    }
+
+    /// Converts a result into rows or an error, and clears it.
+    private func consume(_ result: OpaquePointer?, conn: OpaquePointer) throws(PGError) -> PGRows {
+        guard let result else { throw lost(conn) }
+        defer { PQclear(result) }
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_SINGLE_TUPLE:
+            let nrows = Int(PQntuples(result))
+            let ncols = Int(PQnfields(result))
+            var columns: [String] = []
+            columns.reserveCapacity(ncols)
+            for c in 0..<ncols { columns.append(String(cString: PQfname(result, Int32(c)))) }
+            var rows: [[String?]] = []
+            rows.reserveCapacity(nrows)
+            for r in 0..<nrows {
+                var row: [String?] = []
+                row.reserveCapacity(ncols)
+                for c in 0..<ncols {
+                    if PQgetisnull(result, Int32(r), Int32(c)) == 1 {
+                        row.append(nil)
+                    } else {
+                        row.append(String(cString: PQgetvalue(result, Int32(r), Int32(c))))
+                    }
+                }
+                rows.append(row)
+            }
+            let tuples = String(cString: PQcmdTuples(result))
+            return PGRows(columns: columns, rows: rows, affected: Int(tuples) ?? 0)
+        default:
+            let field = { (code: Character) -> String? in
+                guard let p = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+                return String(cString: p)
+            }
+            let sqlState = field("C")
+            let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines
+            let lostNow = PQstatus(conn) != CONNECTION_OK
+            throw PGError(sqlState: sqlState, message: message, detail: field("D"), connectionLost: lostNow)
+        }
+    }
+}
+
+/// Calls `body` with a C array of C strings (nil entries stay NULL), valid only during the call.
+private func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+    if strings.isEmpty { return body(nil) }
+    var owned: [UnsafeMutablePointer<CChar>?] = strings.map { s in s.map { strdup($0)! } }
+    defer { for p in owned { free(p) } }
+    return owned.withUnsafeMutableBufferPointer { buf in
+        buf.baseAddress!.withMemoryRebound(to: UnsafePointer<CChar>?.self, capacity: buf.count) { body($0) }
+    }
+}
+
+extension String {
+    var trimmingTrailingNewlines: String {
+        var s = self
+        while s.last == "\n" || s.last == "\r" { s.removeLast() }
+        return s
+    }
+}

@@ -1,0 +1,59 @@
+import CDCCore
+import CDCPostgres
+
+/// Resolves table names from untrusted events against the target catalog (and the optional
+/// allowlist). Only names found here ever reach SQL, and always quoted.
+public final class Catalog {
+    private var cache: [TableName: TargetTable?] = [:]
+    private let allowlist: Set<TableName>?
+
+    public init(allowlist: [TableName]?) {
+        self.allowlist = allowlist.map(Set.init)
+    }
+
+    /// Forgets cached tables, e.g. after a DDL change made a statement fail.
+    public func invalidate() { cache.removeAll() }
+
+    /// The table, or a poison error naming why it cannot be written.
+    public func table(_ name: TableName, on conn: PGConnection) throws -> TargetTable {
+        if let allowlist, !allowlist.contains(name) {
+            throw PoisonError(.unknownTable, "table \(name) is not in the configured tables allowlist")
+        }
+        let table: TargetTable?
+        if let cached = cache[name] {
+            table = cached
+        } else {
+            table = try Self.load(name, on: conn)
+            cache[name] = table
+        }
+        guard let table else { throw PoisonError(.unknownTable, "table \(name) does not exist in the target") }
+        if table.primaryKey.isEmpty {
+            throw PoisonError(.rejected, "table \(name) has no primary key; cdcr needs one to apply changes idempotently")
+        }
+        return table
+    }
+
+    /// Reads a table's writable columns and primary key; nil when there is no such table.
+    public static func load(_ name: TableName, on conn: PGConnection) throws -> TargetTable? {
+        let rows = try conn.query("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typname, t.typcategory, a.attnotnull,
+                   coalesce((SELECT k.ord FROM unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord) WHERE k.attnum = a.attnum), 0)
+            FROM pg_class c
+            JOIN pg_namespace n ON n.oid = c.relnamespace
+            JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+            JOIN pg_type t ON t.oid = a.atttypid
+            LEFT JOIN pg_index i ON i.indrelid = c.oid AND i.indisprimary
+            WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'p')
+            ORDER BY a.attnum
+            """, [name.schema, name.name])
+        guard rows.count > 0 else { return nil }
+        var columns: [ColumnInfo] = []
+        var pk: [(Int, Int)] = []
+        for r in rows.rows {
+            let col = ColumnInfo(name: r[0]!, sqlType: r[1]!, kind: ColumnKind(typeName: r[2]!, category: r[3]!), notNull: r[4] == "t")
+            if let pos = Int(r[5] ?? "0"), pos > 0 { pk.append((pos, columns.count)) }
+            columns.append(col)
+        }
+        return TargetTable(name: name, columns: columns, primaryKey: pk.sorted { $0.0 < $1.0 }.map(\.1))
+    }
+}

@@ -1,0 +1,72 @@
+import CDCCore
+
+/// The SQL that applies a batch's staged rows to one target table, set-based:
+/// COPY into a temp stage → version guard on `cdcr.row_versions` → MERGE into the table.
+/// Built only from catalog identifiers, always quoted; values travel as COPY data.
+struct StageStatements {
+    let prepare: String
+    let copy: String
+    let guardSQL: String
+    let merge: String
+    let mergeKeeping: String
+    let lost: String
+
+    init(_ table: TargetTable) {
+        let cols = table.columns
+        let signature = table.name.description + "|" + cols.map { "\($0.name):\($0.sqlType)" }.joined(separator: ",")
+        let stage = "cdcr_stage_" + fnv1a64Hex(signature)
+        let columnDefs = cols.map { "\(quoteIdentifier($0.name)) \($0.sqlType)" }.joined(separator: ", ")
+        prepare = """
+            CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op "char", _cdcr_version bigint, _cdcr_keep int[], \
+            _cdcr_won boolean NOT NULL DEFAULT false, \(columnDefs)) ON COMMIT DELETE ROWS;
+            DELETE FROM \(stage);
+            """
+        let colList = cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")
+        copy = "COPY \(stage) (_cdcr_idx, _cdcr_op, _cdcr_version, _cdcr_keep, \(colList)) FROM STDIN"
+
+        let keyExpr = "jsonb_build_array(" + table.primaryKey.map { "s." + quoteIdentifier(cols[$0].name) }.joined(separator: ", ") + ")::text"
+        // The guard: a row's version only moves forward. Rows whose stored version is newer lose and
+        // their changes end stale; a delete leaves a tombstone version so late inserts cannot resurrect it.
+        guardSQL = """
+            WITH g AS (
+                INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
+                SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s ORDER BY 2
+                ON CONFLICT (table_name, row_key) DO UPDATE
+                    SET version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()
+                    WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
+                RETURNING rv.row_key)
+            UPDATE \(stage) s SET _cdcr_won = true FROM g WHERE g.row_key = \(keyExpr)
+            """
+
+        let on = table.primaryKey.map { "t.\(quoteIdentifier(cols[$0].name)) = s.\(quoteIdentifier(cols[$0].name))" }.joined(separator: " AND ")
+        let nonKey = cols.indices.filter { !table.primaryKey.contains($0) }
+        let insertValues = cols.map { "s." + quoteIdentifier($0.name) }.joined(separator: ", ")
+        func mergeSQL(keeping: Bool) -> String {
+            let set = nonKey.map { i -> String in
+                let c = quoteIdentifier(cols[i].name)
+                return keeping ? "\(c) = CASE WHEN \(i) = ANY(s._cdcr_keep) THEN t.\(c) ELSE s.\(c) END" : "\(c) = s.\(c)"
+            }.joined(separator: ", ")
+            let matched = nonKey.isEmpty ? "WHEN MATCHED THEN DO NOTHING" : "WHEN MATCHED THEN UPDATE SET \(set)"
+            return """
+                MERGE INTO \(table.name.quoted) t USING (SELECT * FROM \(stage) WHERE _cdcr_won) s ON \(on)
+                WHEN MATCHED AND s._cdcr_op = 'd' THEN DELETE
+                \(matched)
+                WHEN NOT MATCHED AND s._cdcr_op <> 'd' THEN INSERT (\(colList)) VALUES (\(insertValues))
+                """
+        }
+        merge = mergeSQL(keeping: false)
+        mergeKeeping = mergeSQL(keeping: true)
+        lost = "SELECT _cdcr_idx FROM \(stage) WHERE NOT _cdcr_won"
+    }
+}
+
+/// FNV-1a 64-bit of a string, as 16 hex digits; names stage tables after a table's definition.
+func fnv1a64Hex(_ s: String) -> String {
+    var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    for b in s.utf8 {
+        h ^= UInt64(b)
+        h = h &* 0x100_0000_01b3
+    }
+    let hex = String(h, radix: 16)
+    return String(repeating: "0", count: 16 - hex.count) + hex
+}

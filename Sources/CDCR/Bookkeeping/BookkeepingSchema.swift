@@ -1,0 +1,67 @@
+import CDCPostgres
+
+/// The `cdcr` schema in the target: the ledger of processed change IDs and the last applied version of
+/// every row (deletes included). Created and upgraded by `cdcr init` and at `cdcr run` start-up.
+public enum BookkeepingSchema {
+    /// Migrations in order; `cdcr.schema_version` records how many ran. Never edit a released one.
+    static let migrations: [String] = [
+        """
+        CREATE TABLE cdcr.ledger (
+            change_id    text PRIMARY KEY,
+            table_name   text NOT NULL,
+            outcome      "char" NOT NULL,           -- 'a' applied, 's' stale (superseded by a newer version)
+            processed_at timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX ledger_processed_at ON cdcr.ledger (processed_at);
+        CREATE TABLE cdcr.row_versions (
+            table_name text NOT NULL,               -- target table, schema-qualified
+            row_key    text NOT NULL,               -- jsonb_build_array(primary-key columns)::text
+            version    bigint,                      -- NULL when the change carried no version
+            deleted    boolean NOT NULL,
+            updated_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (table_name, row_key)
+        );
+        CREATE INDEX row_versions_tombstones ON cdcr.row_versions (updated_at) WHERE deleted;
+        """,
+    ]
+
+    public static var currentVersion: Int { migrations.count }
+
+    /// Creates or upgrades the schema; idempotent and safe to run from several processes at once.
+    /// Returns the version before and after.
+    @discardableResult
+    public static func install(on conn: PGConnection) throws -> (from: Int, to: Int) {
+        try conn.transaction { c in
+            // Serialise concurrent installers; released at commit.
+            try c.query("SELECT pg_advisory_xact_lock(hashtext('cdcr.bookkeeping'))")
+            try c.execute("CREATE SCHEMA IF NOT EXISTS cdcr")
+            try c.execute("CREATE TABLE IF NOT EXISTS cdcr.schema_version (version int NOT NULL, installed_at timestamptz NOT NULL DEFAULT now())")
+            let current = Int(try c.query("SELECT coalesce(max(version), 0) FROM cdcr.schema_version").scalar ?? "0") ?? 0
+            if current > migrations.count {
+                throw ConfigError("target", "bookkeeping schema version \(current) is newer than this cdcr (\(migrations.count)); upgrade cdcr")
+            }
+            for v in current..<migrations.count {
+                try c.execute(migrations[v])
+                try c.query("INSERT INTO cdcr.schema_version (version) VALUES ($1)", [String(v + 1)])
+            }
+            return (current, migrations.count)
+        }
+    }
+
+    /// Deletes ledger entries and row-version tombstones older than `days`, in bounded chunks so the
+    /// applier is never blocked for long. Returns how many rows went.
+    public static func prune(on conn: PGConnection, olderThanDays days: Int, chunk: Int = 10_000) throws -> Int {
+        var total = 0
+        for sql in [
+            "DELETE FROM cdcr.ledger WHERE change_id IN (SELECT change_id FROM cdcr.ledger WHERE processed_at < now() - make_interval(days => $1::int) LIMIT $2)",
+            "DELETE FROM cdcr.row_versions WHERE (table_name, row_key) IN (SELECT table_name, row_key FROM cdcr.row_versions WHERE deleted AND updated_at < now() - make_interval(days => $1::int) LIMIT $2)",
+        ] {
+            while true {
+                let n = try conn.query(sql, [String(days), String(chunk)]).affected
+                total += n
+                if n < chunk { break }
+            }
+        }
+        return total
+    }
+}

@@ -1,0 +1,52 @@
+import CDCCore
+
+/// What to do with an event that can never be applied.
+public enum PoisonPolicy: String, Sendable, CaseIterable {
+    /// Write it to the dead-letter topic with the reason in its headers and keep going (default).
+    case deadLetter = "dead-letter"
+    /// Stop the applier with an error, committing nothing past the event.
+    case halt
+}
+
+/// Every setting of cdcr, after flags, environment, config file and defaults are merged
+/// (in that order of precedence). See `config/cdcr.example.json` for the file form.
+public struct Settings: Sendable {
+    public var brokers = "127.0.0.1:9092"
+    public var group = "cdcr"
+    public var topics = ["cdc.changes"]
+    /// libpq URL of the target database.
+    public var targetURL: String?
+    /// libpq URL of the source database (gap filler, reconciler).
+    public var sourceURL: String?
+    /// Passed to librdkafka as they are (TLS, SASL, timeouts…).
+    public var kafkaProperties: [(String, String)] = []
+    /// Allowlist of target tables changes may touch; nil allows every table in the catalog.
+    public var tables: [TableName]?
+    /// Source table → target table renames.
+    public var tableMap: [TableName: TableName] = [:]
+    public var format: FormatChoice = .auto
+    public var onPoison: PoisonPolicy = .deadLetter
+    /// Dead-letter topic; nil means `<topic>.dlq` of the message's own topic.
+    public var dlqTopic: String?
+    public var batchMaxEvents = 5_000
+    public var batchMaxWaitMs = 200
+    public var applyTruncate = false
+    /// How long ledger entries and row-version tombstones are kept (see docs/GUARANTEES.md).
+    public var ledgerRetentionDays = 7
+    /// Cap of the exponential backoff between retries of a transient failure.
+    public var retryMaxBackoffMs = 30_000
+    public var logLevel = "info"
+
+    public init() {}
+
+    /// The target table a source table's changes go to.
+    public func targetTable(for source: TableName) -> TableName { tableMap[source] ?? source }
+
+    /// The dead-letter topic for messages from `topic`.
+    public func deadLetterTopic(for topic: String) -> String { dlqTopic ?? "\(topic).dlq" }
+
+    /// librdkafka properties for a client of this deployment; user properties win.
+    public func kafkaClientProperties(extra: [(String, String)] = []) -> [(String, String)] {
+        [("bootstrap.servers", brokers), ("log_level", "4")] + extra + kafkaProperties
+    }
+}

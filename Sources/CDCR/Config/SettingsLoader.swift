@@ -1,0 +1,182 @@
+import CDCCore
+import Foundation
+
+/// A configuration problem: names the setting and where it came from, and stops the program.
+public struct ConfigError: Error, CustomStringConvertible, Sendable {
+    public let setting: String
+    public let message: String
+
+    public init(_ setting: String, _ message: String) {
+        self.setting = setting
+        self.message = message
+    }
+
+    public var description: String { "invalid configuration \(setting): \(message)" }
+}
+
+/// Values given on the command line; nil means "not given".
+public struct SettingsOverrides: Sendable {
+    public var brokers: String?
+    public var group: String?
+    public var topics: [String] = []
+    public var targetURL: String?
+    public var sourceURL: String?
+    public var kafkaProperties: [String] = []
+    public var format: String?
+    public var onPoison: String?
+    public var dlqTopic: String?
+    public var batchMaxEvents: Int?
+    public var batchMaxWaitMs: Int?
+    public var applyTruncate: Bool?
+    public var logLevel: String?
+
+    public init() {}
+}
+
+/// Merges, lowest precedence first: defaults, the config file (JSON), the `CDCR_*` environment, flags.
+public enum SettingsLoader {
+    public static func load(
+        file: String?, environment: [String: String] = ProcessInfo.processInfo.environment,
+        overrides: SettingsOverrides
+    ) throws(ConfigError) -> Settings {
+        var s = Settings()
+        if let file { try applyFile(file, to: &s) }
+        try applyEnvironment(environment, to: &s)
+        try applyOverrides(overrides, to: &s)
+        try validate(s)
+        return s
+    }
+
+    static func applyFile(_ path: String, to s: inout Settings) throws(ConfigError) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError("--config", "cannot read \(path)")
+        }
+        let json: JSONValue
+        do { json = try JSONParser.parse(bytes: [UInt8](data)) } catch {
+            throw ConfigError("--config", "\(path) is not valid JSON: \(error)")
+        }
+        guard let members = json.objectMembers else { throw ConfigError("--config", "\(path) must hold a JSON object") }
+        for (key, value) in members {
+            let where_ = "\(key) (in \(path))"
+            switch key {
+            case "brokers": s.brokers = try string(value, where_)
+            case "group": s.group = try string(value, where_)
+            case "topics": s.topics = try strings(value, where_)
+            case "target_url": s.targetURL = try string(value, where_)
+            case "source_url": s.sourceURL = try string(value, where_)
+            case "kafka_properties":
+                guard let props = value.objectMembers else { throw ConfigError(where_, "must be an object of strings") }
+                for (k, v) in props { s.kafkaProperties.append((k, try scalarText(v, "\(where_).\(k)"))) }
+            case "tables": s.tables = try strings(value, where_).map(TableName.init(parsing:))
+            case "table_map":
+                guard let pairs = value.objectMembers else { throw ConfigError(where_, "must map source tables to target tables") }
+                for (k, v) in pairs { s.tableMap[TableName(parsing: k)] = TableName(parsing: try string(v, "\(where_).\(k)")) }
+            case "format": s.format = try choice(try string(value, where_), where_)
+            case "on_poison": s.onPoison = try choice(try string(value, where_), where_)
+            case "dlq_topic": s.dlqTopic = try string(value, where_)
+            case "batch":
+                guard let b = value.objectMembers else { throw ConfigError(where_, "must be an object") }
+                for (k, v) in b {
+                    switch k {
+                    case "max_events": s.batchMaxEvents = try int(v, "batch.max_events (in \(path))")
+                    case "max_wait_ms": s.batchMaxWaitMs = try int(v, "batch.max_wait_ms (in \(path))")
+                    default: throw ConfigError("batch.\(k) (in \(path))", "unknown setting")
+                    }
+                }
+            case "apply_truncate":
+                guard case let .bool(b) = value else { throw ConfigError(where_, "must be true or false") }
+                s.applyTruncate = b
+            case "ledger_retention_days": s.ledgerRetentionDays = try int(value, where_)
+            case "retry_max_backoff_ms": s.retryMaxBackoffMs = try int(value, where_)
+            case "log_level": s.logLevel = try string(value, where_)
+            default:
+                // Sections of later features are accepted by their own loaders.
+                if extensionSections.contains(key) { continue }
+                throw ConfigError(where_, "unknown setting")
+            }
+        }
+    }
+
+    /// Top-level sections read by other components (kept here so a typo still fails loudly).
+    static let extensionSections: Set<String> = ["gap_fill", "admin", "verify", "lag", "source_tables", "$comment"]
+
+    static func applyEnvironment(_ env: [String: String], to s: inout Settings) throws(ConfigError) {
+        if let v = env["CDCR_BROKERS"] { s.brokers = v }
+        if let v = env["CDCR_GROUP"] { s.group = v }
+        if let v = env["CDCR_TOPICS"] { s.topics = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        if let v = env["CDCR_TARGET_URL"] { s.targetURL = v }
+        if let v = env["CDCR_SOURCE_URL"] { s.sourceURL = v }
+        if let v = env["CDCR_FORMAT"] { s.format = try choice(v, "CDCR_FORMAT") }
+        if let v = env["CDCR_ON_POISON"] { s.onPoison = try choice(v, "CDCR_ON_POISON") }
+        if let v = env["CDCR_DLQ_TOPIC"] { s.dlqTopic = v }
+        if let v = env["CDCR_BATCH_MAX_EVENTS"] { s.batchMaxEvents = try int(.string(v), "CDCR_BATCH_MAX_EVENTS") }
+        if let v = env["CDCR_BATCH_MAX_WAIT_MS"] { s.batchMaxWaitMs = try int(.string(v), "CDCR_BATCH_MAX_WAIT_MS") }
+        if let v = env["CDCR_LOG_LEVEL"] { s.logLevel = v }
+    }
+
+    static func applyOverrides(_ o: SettingsOverrides, to s: inout Settings) throws(ConfigError) {
+        if let v = o.brokers { s.brokers = v }
+        if let v = o.group { s.group = v }
+        if !o.topics.isEmpty { s.topics = o.topics }
+        if let v = o.targetURL { s.targetURL = v }
+        if let v = o.sourceURL { s.sourceURL = v }
+        for p in o.kafkaProperties {
+            guard let eq = p.firstIndex(of: "="), eq != p.startIndex else {
+                throw ConfigError("--kafka-property", "'\(p)' is not key=value")
+            }
+            s.kafkaProperties.append((String(p[..<eq]), String(p[p.index(after: eq)...])))
+        }
+        if let v = o.format { s.format = try choice(v, "--format") }
+        if let v = o.onPoison { s.onPoison = try choice(v, "--on-poison") }
+        if let v = o.dlqTopic { s.dlqTopic = v }
+        if let v = o.batchMaxEvents { s.batchMaxEvents = v }
+        if let v = o.batchMaxWaitMs { s.batchMaxWaitMs = v }
+        if let v = o.applyTruncate { s.applyTruncate = v }
+        if let v = o.logLevel { s.logLevel = v }
+    }
+
+    static func validate(_ s: Settings) throws(ConfigError) {
+        if s.brokers.isEmpty { throw ConfigError("brokers", "must not be empty") }
+        if s.group.isEmpty { throw ConfigError("group", "must not be empty") }
+        if s.topics.isEmpty { throw ConfigError("topics", "at least one topic is needed") }
+        if !(1...1_000_000).contains(s.batchMaxEvents) { throw ConfigError("batch.max_events", "must be between 1 and 1000000, got \(s.batchMaxEvents)") }
+        if !(1...600_000).contains(s.batchMaxWaitMs) { throw ConfigError("batch.max_wait_ms", "must be between 1 and 600000, got \(s.batchMaxWaitMs)") }
+        if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
+        if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s.logLevel) {
+            throw ConfigError("log_level", "'\(s.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
+        }
+    }
+
+    private static func string(_ v: JSONValue, _ name: String) throws(ConfigError) -> String {
+        guard let s = v.stringValue else { throw ConfigError(name, "must be a string") }
+        return s
+    }
+
+    private static func strings(_ v: JSONValue, _ name: String) throws(ConfigError) -> [String] {
+        guard case let .array(items) = v else { throw ConfigError(name, "must be an array of strings") }
+        var out: [String] = []
+        for item in items { out.append(try string(item, name)) }
+        return out
+    }
+
+    private static func scalarText(_ v: JSONValue, _ name: String) throws(ConfigError) -> String {
+        switch v {
+        case let .string(s): return s
+        case let .number(n): return n
+        case let .bool(b): return b ? "true" : "false"
+        default: throw ConfigError(name, "must be a string, number or boolean")
+        }
+    }
+
+    private static func int(_ v: JSONValue, _ name: String) throws(ConfigError) -> Int {
+        guard let i = v.int64Value, let n = Int(exactly: i) else { throw ConfigError(name, "must be an integer") }
+        return n
+    }
+
+    private static func choice<T: RawRepresentable & CaseIterable>(_ text: String, _ name: String) throws(ConfigError) -> T where T.RawValue == String {
+        guard let v = T(rawValue: text) else {
+            throw ConfigError(name, "'\(text)' is not one of \(T.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        return v
+    }
+}

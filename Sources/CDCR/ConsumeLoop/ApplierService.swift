@@ -1,0 +1,42 @@
+import Logging
+import ServiceLifecycle
+
+/// `cdcr run` as a lifecycle service: the consume loop on its own thread; graceful shutdown
+/// (SIGTERM/SIGINT) lets it finish and commit the current batch, then leave the group.
+public final class ApplierService: Service, Sendable {
+    private let settings: Settings
+    private let logger: Logger
+    private let stopWhenCaughtUp: Bool
+    private let stop = StopSignal()
+    private let result = ResultBox()
+
+    public init(settings: Settings, logger: Logger, stopWhenCaughtUp: Bool) {
+        self.settings = settings
+        self.logger = logger
+        self.stopWhenCaughtUp = stopWhenCaughtUp
+    }
+
+    public func run() async throws {
+        let (settings, logger, stop, stopWhenCaughtUp, result) = (self.settings, self.logger, self.stop, self.stopWhenCaughtUp, self.result)
+        try await withGracefulShutdownHandler {
+            let counts = try await BlockingExecutor.run(name: "cdcr-consume-loop") {
+                let loop = ConsumeLoop(settings: settings, logger: logger, stop: stop, stopWhenCaughtUp: stopWhenCaughtUp)
+                return try loop.run()
+            }
+            result.set(counts)
+        } onGracefulShutdown: {
+            stop.stop()
+        }
+    }
+
+    /// The outcome totals once `run` has returned.
+    public var counts: OutcomeCounts? { result.get() }
+}
+
+private final class ResultBox: Sendable {
+    private let value = Mutex<OutcomeCounts?>(nil)
+    func set(_ c: OutcomeCounts) { value.withLock { $0 = c } }
+    func get() -> OutcomeCounts? { value.withLock { $0 } }
+}
+
+import Synchronization

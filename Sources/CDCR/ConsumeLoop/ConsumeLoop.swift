@@ -1,0 +1,239 @@
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import Foundation
+import Logging
+
+/// The applier daemon's heart: poll a batch → decode → apply in one target transaction →
+/// dead-letter poison → commit offsets. Offsets move only after the batch is durably applied and its
+/// dead letters acknowledged, so a crash anywhere redelivers, and the ledger makes redelivery harmless.
+///
+/// Runs synchronously on one dedicated thread (librdkafka and libpq block); `StopSignal` ends it at
+/// the next batch boundary.
+public final class ConsumeLoop {
+    private let settings: Settings
+    private let logger: Logger
+    private let stop: StopSignal
+    private let stopWhenCaughtUp: Bool
+    private let decoder: EventDecoder
+
+    private var consumer: KafkaConsumer?
+    private var deadLetters: DeadLetterWriter?
+    private var applier: BatchApplier?
+    private var pending: [KafkaMessage] = []
+    /// Next offset to read, per partition, as last committed by this process.
+    private var committed: [TopicPartition: Int64] = [:]
+    private var rebalanceError: (any Error)?
+    public private(set) var counts = OutcomeCounts()
+    /// Called after every committed batch (metrics, tests).
+    public var onBatchCommitted: ((OutcomeCounts, Duration) -> Void)?
+
+    public init(settings: Settings, logger: Logger, stop: StopSignal, stopWhenCaughtUp: Bool = false) {
+        self.settings = settings
+        self.logger = logger
+        self.stop = stop
+        self.stopWhenCaughtUp = stopWhenCaughtUp
+        self.decoder = EventDecoder(choice: settings.format)
+    }
+
+    /// Runs until stopped (or caught up, with `stopWhenCaughtUp`). Throws only fatal errors.
+    public func run() throws -> OutcomeCounts {
+        guard let url = settings.targetURL else { throw ConfigError("target", "no target database: pass --target or set CDCR_TARGET_URL") }
+        applier = try connectTarget(url, installSchema: true)
+        guard !stop.isStopped else { return counts }
+
+        let props = settings.kafkaClientProperties(extra: [
+            ("group.id", settings.group), ("auto.offset.reset", "earliest"),
+            ("enable.partition.eof", "false"), ("client.id", "cdcr-applier"),
+        ])
+        let consumer = try KafkaConsumer(properties: props) { [unowned self] event in self.rebalanced(event) }
+        self.consumer = consumer
+        defer { consumer.close(); deadLetters?.close() }
+        deadLetters = try DeadLetterWriter(settings: settings)
+        try consumer.subscribe(settings.topics)
+        logger.info("applier started", metadata: ["topics": "\(settings.topics.joined(separator: ","))", "group": "\(settings.group)"])
+
+        var lastReport = ContinuousClock.now
+        while !stop.isStopped {
+            if let rebalanceError { throw rebalanceError }
+            let gotAny = try fillBatch(consumer)
+            if !pending.isEmpty {
+                try flush()
+            } else if !gotAny, stopWhenCaughtUp, try caughtUp(consumer) {
+                logger.info("caught up with every assigned partition; stopping")
+                break
+            }
+            if ContinuousClock.now - lastReport > .seconds(10) {
+                lastReport = .now
+                logger.info("progress", metadata: ["counts": "\(counts.json)"])
+            }
+        }
+        // Graceful stop: the batch being filled is applied and committed before leaving the group.
+        if !pending.isEmpty { try flush() }
+        logger.info("applier stopped", metadata: ["counts": "\(counts.json)"])
+        return counts
+    }
+
+    /// Polls until the batch is full or its time is up. Returns whether any message arrived.
+    private func fillBatch(_ consumer: KafkaConsumer) throws -> Bool {
+        let deadline = ContinuousClock.now + .milliseconds(settings.batchMaxWaitMs)
+        var gotAny = false
+        var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+        while pending.count < settings.batchMaxEvents && !stop.isStopped {
+            let left = deadline - ContinuousClock.now
+            if left <= .zero { break }
+            let ms = Int32(clamping: max(1, min(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            do {
+                guard let message = try consumer.poll(timeoutMs: ms) else { continue }
+                pending.append(message)
+                gotAny = true
+            } catch {
+                // Broker trouble surfaces here as transient consume errors: wait it out.
+                guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
+                logger.warning("consume failed, retrying", metadata: ["error": "\(error)", "reason": "\(reason)"])
+                stop.sleep(ms: backoff.next())
+            }
+        }
+        return gotAny
+    }
+
+    /// Applies, dead-letters and commits everything pending.
+    private func flush() throws {
+        let batch = pending
+        let started = ContinuousClock.now
+        let decoded: [Result<DecodedMessage, PoisonError>] = batch.map { m in
+            Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
+        }
+        if settings.onPoison == .halt, let (i, p) = firstPoison(decoded) {
+            throw HaltError(position: position(batch[i]), poison: p)
+        }
+        let outcomes = try retrying("apply batch") { try currentApplier().apply(decoded) }
+
+        var dead: [(KafkaMessage, PoisonError, changeID: String?)] = []
+        var batchCounts = OutcomeCounts()
+        for (i, outcome) in outcomes.enumerated() {
+            batchCounts.add(outcome)
+            if case let .deadLettered(p) = outcome {
+                if settings.onPoison == .halt { throw HaltError(position: position(batch[i]), poison: p) }
+                let id: String? = if case let .success(.change(e)) = decoded[i] { e.changeID } else { salvageChangeID(batch[i].value) }
+                dead.append((batch[i], p, id))
+                logger.warning("dead-lettering change", metadata: [
+                    "reason": "\(p.reason.rawValue)", "error": "\(p.message)", "position": "\(position(batch[i]))",
+                ])
+            }
+        }
+        if !dead.isEmpty { try retrying("write dead letters") { try deadLetters!.write(dead) } }
+
+        var next: [TopicPartition: Int64] = [:]
+        for m in batch { next[TopicPartition(topic: m.topic, partition: m.partition)] = max(next[TopicPartition(topic: m.topic, partition: m.partition)] ?? 0, m.offset + 1) }
+        let offsets = next.map { TopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+        do {
+            try retrying("commit offsets") { try consumer!.commit(offsets) }
+            for (tp, o) in next { committed[tp] = o }
+        } catch let e as KafkaError {
+            // Lost the partitions meanwhile: the new owner redelivers and the ledger skips what we applied.
+            logger.warning("offset commit refused; the batch will be redelivered and deduplicated", metadata: ["error": "\(e)"])
+        }
+        pending.removeAll(keepingCapacity: true)
+        counts.add(batchCounts)
+        let took = ContinuousClock.now - started
+        logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "counts": "\(batchCounts.json)"])
+        onBatchCommitted?(batchCounts, took)
+    }
+
+    /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
+    /// A stop request during an outage abandons the batch: nothing is committed, it is redelivered.
+    private func retrying<T>(_ what: String, _ body: () throws -> T) throws -> T {
+        var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+        while true {
+            do {
+                return try body()
+            } catch {
+                guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
+                let delay = backoff.next()
+                logger.warning("\(what) failed, retrying", metadata: [
+                    "error": "\(error)", "reason": "\(reason)", "attempt": "\(backoff.attempt)", "delay_ms": "\(delay)",
+                ])
+                RetryCounter.shared.increment(reason)
+                if !stop.sleep(ms: delay) { throw StoppedDuringRetry() }
+                if let applier, !applier.conn.isHealthy || reason == "pg_connection" {
+                    applier.conn.close()
+                    self.applier = try? connectTarget(settings.targetURL!, installSchema: false)
+                }
+            }
+        }
+    }
+
+    private func currentApplier() throws -> BatchApplier {
+        if let applier { return applier }
+        throw PGError(sqlState: nil, message: "not connected to the target", connectionLost: true)
+    }
+
+    /// Connects (waiting out an unreachable target) and installs the bookkeeping schema.
+    private func connectTarget(_ url: String, installSchema: Bool) throws -> BatchApplier {
+        var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+        while true {
+            do {
+                let conn = try TargetConnection.open(url)
+                if installSchema { try BookkeepingSchema.install(on: conn) }
+                return BatchApplier(conn: conn, settings: settings, logger: logger)
+            } catch {
+                guard case .transient = ErrorClassifier.classify(error) else { throw error }
+                logger.warning("target unavailable, retrying", metadata: ["error": "\(error)"])
+                if !stop.sleep(ms: backoff.next()) { throw StoppedDuringRetry() }
+            }
+        }
+    }
+
+    private func rebalanced(_ event: RebalanceEvent) {
+        switch event {
+        case let .assigned(parts):
+            logger.info("partitions assigned", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
+        case let .revoking(parts):
+            logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
+            do {
+                if !pending.isEmpty { try flush() }
+            } catch {
+                rebalanceError = error
+                pending.removeAll()
+            }
+            for p in parts { committed[p] = nil }
+        }
+    }
+
+    /// True when every assigned partition is committed up to its end offset.
+    private func caughtUp(_ consumer: KafkaConsumer) throws -> Bool {
+        let assigned = try consumer.assignment()
+        guard !assigned.isEmpty else { return false }
+        let unknown = assigned.filter { committed[$0] == nil }
+        let fetched = unknown.isEmpty ? [:] : try consumer.committed(unknown)
+        for tp in assigned {
+            let (low, high) = try consumer.watermarks(tp)
+            if high <= low { continue }
+            let position = committed[tp] ?? fetched[tp] ?? -1
+            if position < high { return false }
+        }
+        return true
+    }
+
+    private func firstPoison(_ decoded: [Result<DecodedMessage, PoisonError>]) -> (Int, PoisonError)? {
+        for (i, r) in decoded.enumerated() { if case let .failure(p) = r { return (i, p) } }
+        return nil
+    }
+
+    private func position(_ m: KafkaMessage) -> SourcePosition {
+        SourcePosition(topic: m.topic, partition: m.partition, offset: m.offset)
+    }
+}
+
+/// `--on-poison halt` met a poison event: nothing from its batch was committed.
+public struct HaltError: Error, CustomStringConvertible {
+    public let position: SourcePosition
+    public let poison: PoisonError
+    public var description: String { "halting on poison event at \(position): \(poison) (--on-poison halt)" }
+}
+
+/// A stop request arrived while a transient failure was being waited out; nothing was committed.
+public struct StoppedDuringRetry: Error, CustomStringConvertible {
+    public var description: String { "stopped while retrying; the uncommitted batch will be redelivered" }
+}

@@ -1,0 +1,5 @@
+#ifndef CDCR_CRDKAFKA_SHIM_H
+#define CDCR_CRDKAFKA_SHIM_H
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+#endif

@@ -1,0 +1,93 @@
+import ArgumentParser
+import CDCR
+import Foundation
+import Logging
+
+@main
+struct CDCRCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cdcr",
+        abstract: "cdc-reconciler: apply CDC streams idempotently, fill their gaps, watch their lag, reconcile tables.",
+        version: CDCRVersion.current,
+        subcommands: [RunCommand.self, InitCommand.self, DevKafkaCommand.self, DevProduceCommand.self, BenchCommand.self]
+    )
+}
+
+/// Options every subcommand takes. Flags override `CDCR_*` environment variables, which override
+/// the config file, which overrides the defaults.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "JSON config file (see config/cdcr.example.json).")
+    var config: String?
+
+    @Option(help: "Kafka bootstrap servers, host:port[,…] (CDCR_BROKERS).")
+    var brokers: String?
+
+    @Option(help: "Consumer group id (CDCR_GROUP).")
+    var group: String?
+
+    @Option(name: .customLong("topic"), help: "Topic to consume; repeatable (CDCR_TOPICS, comma-separated).")
+    var topics: [String] = []
+
+    @Option(help: "Target PostgreSQL libpq URL (CDCR_TARGET_URL).")
+    var target: String?
+
+    @Option(help: "Source PostgreSQL libpq URL (CDCR_SOURCE_URL).")
+    var source: String?
+
+    @Option(name: .customLong("kafka-property"), help: "librdkafka property key=value; repeatable (TLS, SASL…).")
+    var kafkaProperties: [String] = []
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (CDCR_LOG_LEVEL).")
+    var logLevel: String?
+
+    var overrides: SettingsOverrides {
+        var o = SettingsOverrides()
+        o.brokers = brokers
+        o.group = group
+        o.topics = topics
+        o.targetURL = target
+        o.sourceURL = source
+        o.kafkaProperties = kafkaProperties
+        o.logLevel = logLevel
+        return o
+    }
+
+    /// Loads settings, or stops the program with a message naming the bad setting.
+    func settings(_ adjust: (inout SettingsOverrides) -> Void = { _ in }) throws -> Settings {
+        var o = overrides
+        adjust(&o)
+        do {
+            return try SettingsLoader.load(file: config, overrides: o)
+        } catch {
+            throw ValidationError(error.description)
+        }
+    }
+}
+
+/// Logging to stderr at the configured level; bootstrapped once per process.
+enum Logs {
+    nonisolated(unsafe) private static var bootstrapped = false
+
+    static func logger(_ settings: Settings, label: String = "cdcr") -> Logger {
+        if !bootstrapped {
+            bootstrapped = true
+            let level = Logger.Level(rawValue: settings.logLevel) ?? .info
+            LoggingSystem.bootstrap { label in
+                var h = StreamLogHandler.standardError(label: label)
+                h.logLevel = level
+                return h
+            }
+        }
+        return Logger(label: label)
+    }
+}
+
+enum CDCRVersion {
+    static let current = "0.1.0"
+}
+
+/// Exits with status 1 and a one-line message for errors the operator must act on.
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("cdcr: error: \(message)\n".utf8))
+    exit(1)
+}
