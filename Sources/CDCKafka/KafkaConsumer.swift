@@ -10,6 +10,21 @@ public struct KafkaMessage: Sendable {
     public let value: [UInt8]?
     /// Producer or log-append time in milliseconds since the epoch, when the broker has one.
     public let timestampMillis: Int64?
+    /// Message headers in order (values as UTF-8 text; a null value reads as "").
+    public let headers: [(String, String)]
+
+    public init(topic: String, partition: Int32, offset: Int64, key: [UInt8]?, value: [UInt8]?, timestampMillis: Int64?, headers: [(String, String)] = []) {
+        self.topic = topic
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.value = value
+        self.timestampMillis = timestampMillis
+        self.headers = headers
+    }
+
+    /// The first header named `name`.
+    public func header(_ name: String) -> String? { headers.first { $0.0 == name }?.1 }
 }
 
 /// What a rebalance does to this consumer's assignment.
@@ -84,9 +99,22 @@ public final class KafkaConsumer: @unchecked Sendable {
         let value = m.payload.map { Array(UnsafeRawBufferPointer(start: $0, count: m.len)) }
         var tsType = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE
         let ts = rd_kafka_message_timestamp(msg, &tsType)
+        var headers: [(String, String)] = []
+        var hdrs: OpaquePointer?
+        if rd_kafka_message_headers(msg, &hdrs) == RD_KAFKA_RESP_ERR_NO_ERROR, let hdrs {
+            var idx = 0
+            var name: UnsafePointer<CChar>?
+            var val: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(hdrs, idx, &name, &val, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let text = val.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: size), as: UTF8.self) } ?? ""
+                headers.append((name.map { String(cString: $0) } ?? "", text))
+                idx += 1
+            }
+        }
         return KafkaMessage(
             topic: topic, partition: m.partition, offset: m.offset, key: key, value: value,
-            timestampMillis: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts)
+            timestampMillis: tsType == RD_KAFKA_TIMESTAMP_NOT_AVAILABLE ? nil : ts, headers: headers)
     }
 
     /// Synchronously commits `offsets` (each the next offset to read) for the group.

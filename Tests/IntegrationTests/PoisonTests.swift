@@ -1,0 +1,66 @@
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import CDCR
+import Foundation
+import Testing
+
+@Suite("poison events")
+struct PoisonTests {
+    /// What the fixture's `expect` texts mean as dead-letter reasons.
+    static let reasons: [String: String] = [
+        "undecodable": "undecodable", "unknown table": "unknown_table", "hostile table name": "unknown_table",
+        "hostile column name": "unknown_column", "value not of the column's type": "invalid_value",
+        "unknown operation": "unknown_operation", "no key": "no_key",
+    ]
+
+    @Test("poison.jsonl: bad messages are dead-lettered with their headers, the good one applies")
+    func poisonFixture() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("fx.poison")
+        let lines = try kafka.produce(fixture: "\(Fixtures.root)/native/poison.jsonl", topic: "fx.poison")
+
+        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.poison", group: "g", target: target))
+        #expect(r.status == 0, "\(r.stderr)")
+        let conn = try PGConnection.connect(target)
+        #expect(try Expect.check(conn, expectedFile: "\(Fixtures.root)/native/poison.expected.json") == [])
+        // The hostile names did nothing: the table is intact, no stray column was touched.
+        #expect(try Expect.count(conn, "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename = 'orders'") == 1)
+
+        let poisoned = lines.enumerated().filter { $0.element.expect != "applied" }
+        let dead = try kafka.read(topic: "fx.poison.dlq", count: poisoned.count)
+        #expect(dead.count == poisoned.count)
+        for m in dead {
+            let offset = Int(m.header(DeadLetterWriter.Header.offset) ?? "") ?? -1
+            #expect(m.header(DeadLetterWriter.Header.topic) == "fx.poison")
+            #expect(m.header(DeadLetterWriter.Header.partition) == "0")
+            guard offset >= 0, offset < lines.count, let expect = lines[offset].expect else {
+                Issue.record("dead letter with bad offset header \(offset)")
+                continue
+            }
+            #expect(m.header(DeadLetterWriter.Header.reason) == Self.reasons[expect], "offset \(offset): \(expect)")
+            #expect(m.value == lines[offset].value, "the dead letter carries the original value")
+            #expect(!(m.header(DeadLetterWriter.Header.message) ?? "").isEmpty)
+            if offset > 0 { #expect(m.header(DeadLetterWriter.Header.changeID) == "20\(offset)") }
+        }
+        // Offsets of dead-lettered messages are committed too (after the DLQ acknowledged them).
+        let offsets = try kafka.offsets(group: "g", topic: "fx.poison", partitions: 1)
+        #expect(offsets.committed == offsets.end)
+    }
+
+    @Test("--on-poison halt stops with an error and commits nothing past the poison")
+    func halt() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("fx.halt")
+        _ = try kafka.produce(fixture: "\(Fixtures.root)/native/poison.jsonl", topic: "fx.halt")
+        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.halt", group: "g", target: target, extra: ["--on-poison", "halt"]))
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("halting on poison event at fx.halt/0@0"))
+        let offsets = try kafka.offsets(group: "g", topic: "fx.halt", partitions: 1)
+        #expect(offsets.committed[0]! <= 0)
+    }
+}

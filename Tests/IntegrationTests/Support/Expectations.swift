@@ -1,0 +1,38 @@
+import CDCCore
+import CDCPostgres
+import Foundation
+
+enum Expect {
+    /// Rows that differ between `table` and the expected rows (JSON array of objects), compared by
+    /// value: PostgreSQL reads the expected JSON into the table's own row type, so numerics of another
+    /// scale, instants in another zone and jsonb key order compare equal.
+    static func differences(_ conn: PGConnection, table: String, expected: JSONValue) throws -> Int {
+        let t = TableName(parsing: table).quoted
+        let sql = """
+            SELECT count(*) FROM (
+              (SELECT * FROM \(t) EXCEPT ALL SELECT * FROM jsonb_populate_recordset(NULL::\(t), $1::jsonb))
+              UNION ALL
+              (SELECT * FROM jsonb_populate_recordset(NULL::\(t), $1::jsonb) EXCEPT ALL SELECT * FROM \(t))
+            ) d
+            """
+        return Int(try conn.query(sql, [expected.serialized]).scalar ?? "-1") ?? -1
+    }
+
+    /// Checks every table of an `*.expected.json` file; returns a description per mismatching table.
+    static func check(_ conn: PGConnection, expectedFile: String) throws -> [String] {
+        let json = try JSONParser.parse(try String(contentsOfFile: expectedFile, encoding: .utf8))
+        var problems: [String] = []
+        for (table, rows) in json.objectMembers ?? [] {
+            let n = try differences(conn, table: table, expected: rows)
+            if n != 0 {
+                let actual = try conn.query("SELECT row_to_json(t)::text FROM \(TableName(parsing: table).quoted) t").rows.map { $0[0] ?? "" }
+                problems.append("\(table): \(n) differing rows; target holds \(actual)")
+            }
+        }
+        return problems
+    }
+
+    static func count(_ conn: PGConnection, _ sql: String, _ params: [String?] = []) throws -> Int {
+        Int(try conn.query(sql, params).scalar ?? "-1") ?? -1
+    }
+}
