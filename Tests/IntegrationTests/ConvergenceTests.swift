@@ -1,0 +1,136 @@
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import Foundation
+import Testing
+
+@Suite("convergence under duplicates, replays and crashes")
+struct ConvergenceTests {
+    @Test("random workload with duplicates, reordered replays and a killed applier converges exactly")
+    func randomizedConvergence() throws {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        let topic = "conv", partitions = 3
+        try kafka.createTopic(topic, partitions: partitions)
+        let w = Workload(changes: 4_000, keys: 400, seed: seed)
+
+        // Delivery: every change, 10 % sent twice, and after every 500 a shuffled replay of an earlier range.
+        var rng = SplitMix64(seed: seed ^ 0xABCD)
+        var deliveries: [OutgoingMessage] = []
+        for (i, c) in w.changes.enumerated() {
+            deliveries.append(w.message(c, topic: topic, partitions: partitions))
+            if rng.next() % 10 == 0 { deliveries.append(w.message(c, topic: topic, partitions: partitions)) }
+            if i > 0 && i % 500 == 0 {
+                let start = Int(rng.next() % UInt64(i - 100))
+                var replay = Array(w.changes[start..<(start + 100)])
+                replay.shuffle(using: &rng)
+                deliveries += replay.map { w.message($0, topic: topic, partitions: partitions) }
+            }
+        }
+        try kafka.send(deliveries)
+
+        // First applier: killed with SIGKILL part-way through.
+        let args = ["run", "--brokers", kafka.brokers, "--topic", topic, "--group", "conv", "--target", target,
+                    "--batch-max-events", "150", "--kafka-property", "log_level=3",
+                    "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
+        let first = try CDCRProcess.start(args)
+        let progressed = waitUntil(timeout: .seconds(90)) { ledgerCount(target) > 1_000 || first.hasExited }
+        first.signal(SIGKILL)
+        first.wait()
+        #expect(progressed, "seed \(seed): the first applier made no progress: \(first.stderr.suffix(2000))")
+        #expect(ledgerCount(target) < 4_000, "seed \(seed): killed before the end, so the restart has work to do")
+
+        // Restarted applier finishes the stream.
+        let second = try CDCRProcess.run(args + ["--stop-when-caught-up"], timeout: .seconds(180))
+        #expect(second.status == 0, "seed \(seed): \(second.stderr.suffix(2000))")
+
+        let conn = try PGConnection.connect(target)
+        #expect(try Expect.differences(conn, table: "public.orders", expected: w.expectedRows) == 0, "seed \(seed)")
+        // Each change ID in the ledger exactly once (its primary key), and all of them there.
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 4_000, "seed \(seed)")
+        #expect(try Expect.count(conn, "SELECT count(DISTINCT change_id) FROM cdcr.ledger") == 4_000)
+        let offsets = try kafka.offsets(group: "conv", topic: topic, partitions: partitions)
+        #expect(offsets.committed == offsets.end, "seed \(seed): committed offsets equal end offsets after catch-up")
+    }
+}
+
+@Suite("failures of the target and shutdown", .serialized)
+struct FailureTests {
+    @Test("PostgreSQL restarted mid-run: the applier waits it out and loses nothing")
+    func postgresRestart() throws {
+        let pg = try TestPostgres()  // its own cluster: this test crashes it
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("pgr", partitions: 2)
+        let w = Workload(changes: 1_200, keys: 150, seed: 42)
+        let messages = w.changes.map { w.message($0, topic: "pgr", partitions: 2) }
+
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "pgr", "--group", "pgr", "--target", target,
+                                             "--batch-max-events", "100", "--kafka-property", "log_level=3"])
+        try kafka.send(Array(messages[0..<400]))
+        #expect(waitUntil { ledgerCount(target) == 400 })
+        pg.crash()
+        try kafka.send(Array(messages[400..<800]))
+        sleep(3)  // the applier meets the outage and retries
+        try pg.start()
+        try kafka.send(Array(messages[800...]))
+        let done = waitUntil(timeout: .seconds(120)) { ledgerCount(target) == 1_200 }
+        applier.signal(SIGTERM)
+        let status = applier.wait(timeout: .seconds(30))
+        #expect(done, "\(applier.stderr.suffix(3000))")
+        #expect(status == 0)
+        #expect(applier.stderr.contains("retrying"), "the outage was seen and retried")
+        let conn = try PGConnection.connect(target)
+        #expect(try Expect.differences(conn, table: "public.orders", expected: w.expectedRows) == 0)
+        let offsets = try kafka.offsets(group: "pgr", topic: "pgr", partitions: 2)
+        #expect(offsets.committed == offsets.end)
+    }
+
+    @Test("SIGTERM mid-batch: the batch being filled is applied and committed, then exit 0")
+    func sigtermMidBatch() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("term")
+        let w = Workload(changes: 500, keys: 100, seed: 7)
+        // A long batch window: the messages sit in the batch being filled when SIGTERM arrives.
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "term", "--group", "term", "--target", target,
+                                             "--batch-max-events", "100000", "--batch-max-wait-ms", "60000", "--kafka-property", "log_level=3"])
+        sleep(4)  // joined the group
+        try kafka.send(w.changes.map { w.message($0, topic: "term", partitions: 1) })
+        sleep(2)
+        #expect(ledgerCount(target) == 0, "nothing applied before the batch closes")
+        applier.signal(SIGTERM)
+        #expect(applier.wait(timeout: .seconds(30)) == 0, "\(applier.stderr.suffix(2000))")
+        let offsets = try kafka.offsets(group: "term", topic: "term", partitions: 1)
+        #expect(ledgerCount(target) == 500)
+        #expect(offsets.committed[0] == 500)
+    }
+
+    @Test("SIGTERM during a target outage commits nothing that was not applied")
+    func sigtermDuringOutage() throws {
+        let pg = try TestPostgres()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("out")
+        let w = Workload(changes: 600, keys: 100, seed: 9)
+        let messages = w.changes.map { w.message($0, topic: "out", partitions: 1) }
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "out", "--group", "out", "--target", target,
+                                             "--batch-max-events", "50", "--kafka-property", "log_level=3"])
+        try kafka.send(Array(messages[0..<300]))
+        #expect(waitUntil { ledgerCount(target) == 300 })
+        pg.crash()
+        try kafka.send(Array(messages[300...]))
+        sleep(2)
+        applier.signal(SIGTERM)
+        #expect(applier.wait(timeout: .seconds(30)) == 0)
+        try pg.start()
+        let offsets = try kafka.offsets(group: "out", topic: "out", partitions: 1)
+        let conn = try PGConnection.connect(target)
+        // Every committed offset's change is in the ledger; what the outage held back is not committed.
+        #expect(offsets.committed[0] == 300)
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 300)
+    }
+}
