@@ -148,6 +148,11 @@ public final class KafkaConsumer: @unchecked Sendable {
         try KafkaMetadata.watermarks(try rkHandle(), tp, timeoutMs: timeoutMs)
     }
 
+    /// End offsets (high watermarks) of many partitions in one ListOffsets round trip.
+    public func endOffsets(_ partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws(KafkaError) -> [TopicPartition: Int64] {
+        try KafkaMetadata.endOffsets(try rkHandle(), partitions, timeoutMs: timeoutMs)
+    }
+
     /// The partitions currently assigned to this consumer.
     public func assignment() throws(KafkaError) -> [TopicPartition] {
         let rk = try rkHandle()
@@ -193,6 +198,22 @@ enum KafkaMetadata {
         let err = rd_kafka_query_watermark_offsets(rk, tp.topic, tp.partition, &low, &high, timeoutMs)
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "query watermarks of \(tp)") }
         return (low, high)
+    }
+
+    static func endOffsets(_ rk: OpaquePointer, _ partitions: [TopicPartition], timeoutMs: Int32) throws(KafkaError) -> [TopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        // ListOffsets with timestamp -1 means "latest": the high watermark of each partition.
+        let query = partitions.map { TopicPartitionOffset(topic: $0.topic, partition: $0.partition, offset: -1) }
+        let (err, result) = PartitionList.withList(query) { list in
+            (rd_kafka_offsets_for_times(rk, list, timeoutMs), PartitionList.read(list))
+        }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "list end offsets") }
+        var out: [TopicPartition: Int64] = [:]
+        for (tpo, perr) in result {
+            if perr != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(perr, "end offset of \(tpo.topic)/\(tpo.partition)") }
+            out[TopicPartition(topic: tpo.topic, partition: tpo.partition)] = tpo.offset
+        }
+        return out
     }
 
     /// Partition ids of `topic`, from the broker's metadata.

@@ -30,13 +30,13 @@ public final class ApplierService: Service, Sendable {
     }
 
     /// The outcome totals once `run` has returned.
-    public var counts: OutcomeCounts? { result.get() }
+    public var counts: RunSummary? { result.get() }
 }
 
 private final class ResultBox: Sendable {
-    private let value = Mutex<OutcomeCounts?>(nil)
-    func set(_ c: OutcomeCounts) { value.withLock { $0 = c } }
-    func get() -> OutcomeCounts? { value.withLock { $0 } }
+    private let value = Mutex<RunSummary?>(nil)
+    func set(_ c: RunSummary) { value.withLock { $0 = c } }
+    func get() -> RunSummary? { value.withLock { $0 } }
 }
 
 import Synchronization

@@ -25,6 +25,8 @@ public final class ConsumeLoop {
     private var committed: [TopicPartition: Int64] = [:]
     private var rebalanceError: (any Error)?
     public private(set) var counts = OutcomeCounts()
+    /// When the first message arrived; the active period ends when `run` returns.
+    private var firstMessageAt: ContinuousClock.Instant?
     /// Called after every committed batch (metrics, tests).
     public var onBatchCommitted: ((OutcomeCounts, Duration) -> Void)?
 
@@ -37,10 +39,10 @@ public final class ConsumeLoop {
     }
 
     /// Runs until stopped (or caught up, with `stopWhenCaughtUp`). Throws only fatal errors.
-    public func run() throws -> OutcomeCounts {
+    public func run() throws -> RunSummary {
         guard let url = settings.targetURL else { throw ConfigError("target", "no target database: pass --target or set CDCR_TARGET_URL") }
         applier = try connectTarget(url, installSchema: true)
-        guard !stop.isStopped else { return counts }
+        guard !stop.isStopped else { return summary }
 
         let props = settings.kafkaClientProperties(extra: [
             ("group.id", settings.group), ("auto.offset.reset", "earliest"),
@@ -71,7 +73,11 @@ public final class ConsumeLoop {
         // Graceful stop: the batch being filled is applied and committed before leaving the group.
         if !pending.isEmpty { try flush() }
         logger.info("applier stopped", metadata: ["counts": "\(counts.json)"])
-        return counts
+        return summary
+    }
+
+    private var summary: RunSummary {
+        RunSummary(counts: counts, activeSeconds: firstMessageAt.map { (ContinuousClock.now - $0).seconds } ?? 0)
     }
 
     /// Polls until the batch is full or its time is up. Returns whether any message arrived.
@@ -87,6 +93,7 @@ public final class ConsumeLoop {
                 guard let message = try consumer.poll(timeoutMs: ms) else { continue }
                 pending.append(message)
                 gotAny = true
+                if firstMessageAt == nil { firstMessageAt = .now }
             } catch {
                 // Broker trouble surfaces here as transient consume errors: wait it out.
                 guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
@@ -207,11 +214,15 @@ public final class ConsumeLoop {
         guard !assigned.isEmpty else { return false }
         let unknown = assigned.filter { committed[$0] == nil }
         let fetched = unknown.isEmpty ? [:] : try consumer.committed(unknown)
+        let ends = try consumer.endOffsets(assigned)
         for tp in assigned {
-            let (low, high) = try consumer.watermarks(tp)
-            if high <= low { continue }
+            let end = ends[tp] ?? 0
             let position = committed[tp] ?? fetched[tp] ?? -1
-            if position < high { return false }
+            // An empty partition has end 0; a committed position below the end means work is left.
+            if end > 0 && position < end {
+                logger.debug("not caught up", metadata: ["partition": "\(tp)", "committed": "\(position)", "end": "\(end)"])
+                return false
+            }
         }
         return true
     }
@@ -224,6 +235,20 @@ public final class ConsumeLoop {
     private func position(_ m: KafkaMessage) -> SourcePosition {
         SourcePosition(topic: m.topic, partition: m.partition, offset: m.offset)
     }
+}
+
+/// What a finished run did.
+public struct RunSummary: Sendable {
+    public let counts: OutcomeCounts
+    /// Seconds from the first consumed message to the end of the run (excludes start-up and group join).
+    public let activeSeconds: Double
+
+    /// The counts JSON with `active_seconds` added, printed by `run --stop-when-caught-up`.
+    public var json: String { String(counts.json.dropLast()) + ",\"active_seconds\":\(activeSeconds)}" }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// `--on-poison halt` met a poison event: nothing from its batch was committed.

@@ -1,9 +1,306 @@
 import ArgumentParser
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import CDCR
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (not tests): print throughput and ratios measured in one run.",
-        subcommands: []
+        subcommands: [ApplyBench.self]
     )
+}
+
+/// `cdcr bench apply`: (a) `cdcr run` end to end over a backlog, (b) the set-based ceiling without
+/// Kafka or ledger, (c) the naive one-transaction-per-event design. See docs/ARCHITECTURE.md.
+struct ApplyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "apply",
+        abstract: "Measure the applier against the set-based ceiling and the naive design, in one run."
+    )
+
+    @Option(help: "Admin libpq URL of a local PostgreSQL; the benchmark creates and drops its own databases.")
+    var target: String
+
+    @Option(help: "Events in (a) and (b).")
+    var events = 1_000_000
+
+    @Option(help: "Distinct keys.")
+    var keys = 100_000
+
+    @Option(help: "Events in the naive sample (c).")
+    var naiveSample = 20_000
+
+    static let partitions = 32
+
+    @Option(help: "Batch size for (a).")
+    var batchMaxEvents = 5_000
+
+    func run() throws {
+        let workload = BenchWorkload(events: events, keys: keys)
+        print("workload: \(events) events over \(keys) keys: \(workload.inserts) inserts, \(workload.updates) updates, \(workload.deletes) deletes")
+        let cluster = try MockCluster()
+        let admin = try PGConnection.connect(target)
+        func freshDB(_ name: String) throws -> String {
+            try admin.execute("DROP DATABASE IF EXISTS \(name)")
+            try admin.execute("CREATE DATABASE \(name)")
+            let url = Self.replaceDatabase(target, with: name)
+            let c = try PGConnection.connect(url)
+            try c.execute(BenchWorkload.schema)
+            c.close()
+            return url
+        }
+
+        // (a) end to end: backlog in Kafka, then `cdcr run --stop-when-caught-up` as a child process.
+        // The mock broker keeps at most 5 MB per partition (librdkafka's rdkafka_mock.c), so the backlog is
+        // lz4-compressed and spread over keyed partitions, and checked to be complete before (a) runs.
+        let partitions = Self.partitions
+        try cluster.createTopic("bench", partitions: partitions)
+        let producer = try KafkaProducer(properties: [
+            ("bootstrap.servers", cluster.bootstrapServers), ("linger.ms", "50"), ("batch.num.messages", "10000"),
+            ("compression.codec", "lz4"), ("log_level", "3"),
+        ])
+        var sent = 0
+        for chunk in workload.chunks(of: 20_000) {
+            try producer.send(chunk.map {
+                OutgoingMessage(topic: "bench", partition: Int32($0.key % partitions), key: Array("{\"id\":\($0.key)}".utf8), value: Array(workload.nativeJSON($0).utf8))
+            })
+            sent += chunk.count
+        }
+        var retained = 0
+        for p in 0..<partitions {
+            let (low, high) = try producer.watermarks(TopicPartition(topic: "bench", partition: Int32(p)))
+            guard low == 0 else { throw ValidationError("the mock broker dropped the start of partition \(p) (low watermark \(low)); lower --events") }
+            retained += Int(high)
+        }
+        guard retained == events else { throw ValidationError("the broker holds \(retained) of \(events) events") }
+        print("(a) backlog of \(sent) events produced; running cdcr run --stop-when-caught-up …")
+        let urlA = try freshDB("cdcr_bench_a")
+        let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+        let (status, output, rssKB) = try Self.runChild([self_, "run", "--brokers", cluster.bootstrapServers, "--topic", "bench",
+                                                         "--group", "bench", "--target", urlA, "--stop-when-caught-up",
+                                                         "--batch-max-events", String(batchMaxEvents), "--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
+        guard status == 0, let line = output.split(separator: "\n").last, let summary = try? JSONParser.parse(String(line)),
+              let active = summary["active_seconds"].flatMap({ Double($0.serializedNumber) }) else {
+            throw ValidationError("(a) failed with status \(status): \(output)")
+        }
+        let rateA = Double(events) / active
+        print("(a) end to end:      \(fmt(rateA)) events/s  (\(String(format: "%.2f", active)) s active, outcomes \(line))")
+
+        // (b) ceiling: COPY the change rows into an unlogged staging table, then set-based SQL.
+        let urlB = try freshDB("cdcr_bench_b")
+        let b = try PGConnection.connect(urlB)
+        try b.execute("CREATE UNLOGGED TABLE staging (seq bigint, op \"char\", id bigint, customer_id bigint, status text, amount numeric(12,2), created_at timestamptz, shipped_on date, note text, attrs jsonb, ext_id uuid, updated_local timestamp)")
+        let startB = ContinuousClock.now
+        try b.execute("BEGIN")
+        for chunk in workload.chunks(of: 100_000) {
+            var data: [UInt8] = []
+            for e in chunk { CopyText.appendRow(workload.stagingRow(e), to: &data) }
+            try b.copyIn("COPY staging FROM STDIN", data: data)
+        }
+        try b.execute("""
+            CREATE TEMP TABLE latest ON COMMIT DROP AS SELECT DISTINCT ON (id) * FROM staging ORDER BY id, seq DESC;
+            DELETE FROM public.orders o USING latest l WHERE l.op = 'd' AND o.id = l.id;
+            INSERT INTO public.orders SELECT id, customer_id, status, amount, created_at, shipped_on, note, attrs, ext_id, updated_local
+              FROM latest WHERE op <> 'd'
+              ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, amount = EXCLUDED.amount,
+                created_at = EXCLUDED.created_at, shipped_on = EXCLUDED.shipped_on, note = EXCLUDED.note, attrs = EXCLUDED.attrs,
+                ext_id = EXCLUDED.ext_id, updated_local = EXCLUDED.updated_local;
+            COMMIT;
+            """)
+        let rateB = Double(events) / (ContinuousClock.now - startB).benchSeconds
+        print("(b) set-based ceiling: \(fmt(rateB)) events/s")
+
+        // Both must end in the same rows: the benchmark is only meaningful if (a) is correct.
+        let countA = try PGConnection.connect(urlA).query("SELECT count(*), coalesce(sum(customer_id), 0) FROM public.orders").rows[0]
+        let countB = try b.query("SELECT count(*), coalesce(sum(customer_id), 0) FROM public.orders").rows[0]
+        guard countA == countB, countA[0] == String(workload.liveRows) else {
+            throw ValidationError("(a) and (b) disagree: \(countA) vs \(countB), expected \(workload.liveRows) rows")
+        }
+        b.close()
+
+        // (c) naive: one transaction and one synchronous offset commit per event.
+        let urlC = try freshDB("cdcr_bench_c")
+        let rateC = try naive(cluster: cluster, producer: producer, workload: workload, url: urlC)
+        print("(c) naive per-event: \(fmt(rateC)) events/s  (\(naiveSample)-event sample)")
+        producer.close()
+
+        print("")
+        print("ratio (a)/(b) = \(String(format: "%.2f", rateA / rateB))   target ≥ 0.5")
+        print("ratio (a)/(c) = \(String(format: "%.1f", rateA / rateC))   target ≥ 20")
+        print("peak RSS of (a) = \(rssKB / 1024) MB with a \(events)-event backlog   target ≤ 300 MB")
+        for db in ["cdcr_bench_a", "cdcr_bench_b", "cdcr_bench_c"] { try admin.execute("DROP DATABASE IF EXISTS \(db)") }
+    }
+
+    private func naive(cluster: MockCluster, producer: KafkaProducer, workload: BenchWorkload, url: String) throws -> Double {
+        try cluster.createTopic("bench.naive", partitions: 1)
+        let sample = Array(workload.events.prefix(naiveSample))
+        try producer.send(sample.map { OutgoingMessage(topic: "bench.naive", partition: 0, key: nil, value: Array(workload.nativeJSON($0).utf8)) })
+        let conn = try TargetConnection.open(url)
+        try BookkeepingSchema.install(on: conn)
+        let consumer = try KafkaConsumer(properties: [("bootstrap.servers", cluster.bootstrapServers), ("group.id", "naive"), ("auto.offset.reset", "earliest"), ("log_level", "3")]) { _ in }
+        try consumer.subscribe(["bench.naive"])
+        let decoder = EventDecoder(choice: .native)
+        var done = 0
+        var start: ContinuousClock.Instant?
+        while done < sample.count {
+            guard let m = try consumer.poll(timeoutMs: 500) else { continue }
+            if start == nil { start = .now }
+            guard case let .change(e) = try decoder.decode(key: m.key, value: m.value) else { continue }
+            try conn.execute("BEGIN")
+            if e.operation == .delete {
+                try conn.query("DELETE FROM public.orders WHERE id = $1", [e.key[0].1.textValue])
+            } else {
+                let row = Dictionary(uniqueKeysWithValues: (e.row ?? []).map { ($0.0, $0.1.textValue) })
+                try conn.query("""
+                    INSERT INTO public.orders (id, customer_id, status, amount, created_at, attrs) VALUES ($1, $2, $3, $4, $5, $6)
+                    ON CONFLICT (id) DO UPDATE SET customer_id = EXCLUDED.customer_id, status = EXCLUDED.status, amount = EXCLUDED.amount,
+                      created_at = EXCLUDED.created_at, attrs = EXCLUDED.attrs
+                    """, [row["id"] ?? nil, row["customer_id"] ?? nil, row["status"] ?? nil, row["amount"] ?? nil, row["created_at"] ?? nil, row["attrs"] ?? nil])
+            }
+            try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, 'public.orders', 'a')", [e.changeID])
+            try conn.execute("COMMIT")
+            try consumer.commit([TopicPartitionOffset(topic: m.topic, partition: m.partition, offset: m.offset + 1)])
+            done += 1
+        }
+        consumer.close()
+        return Double(done) / (ContinuousClock.now - start!).benchSeconds
+    }
+
+    static func replaceDatabase(_ url: String, with db: String) -> String {
+        guard let slash = url.range(of: "/", options: .backwards), url[..<slash.lowerBound].contains("@") || url.contains("://") else { return url + " dbname=\(db)" }
+        let tail = url[slash.upperBound...]
+        let query = tail.firstIndex(of: "?").map { String(tail[$0...]) } ?? ""
+        return String(url[..<slash.upperBound]) + db + query
+    }
+
+    /// Runs a child to completion; returns status, stdout and its peak RSS in KB.
+    static func runChild(_ args: [String]) throws -> (Int32, String, Int) {
+        let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("cdcr-bench-\(getpid()).out").path
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, outPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        var argv: [UnsafeMutablePointer<CChar>?] = args.map { strdup($0) } + [nil]
+        defer { for p in argv { free(p) } }
+        var pid: pid_t = 0
+        let rc = posix_spawn(&pid, args[0], &actions, nil, &argv, environ)
+        guard rc == 0 else { throw ValidationError("cannot start \(args[0])") }
+        var status: Int32 = 0
+        var usage = rusage()
+        wait4(pid, &status, 0, &usage)
+        let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+        try? FileManager.default.removeItem(atPath: outPath)
+        return ((status >> 8) & 0xff, out, usage.ru_maxrss)
+    }
+}
+
+/// The benchmark's change stream: 20 % inserts, 70 % updates, 10 % deletes over a key space.
+struct BenchWorkload {
+    struct Event {
+        let seq: Int
+        let key: Int
+        let op: Character  // "i", "u", "d"
+    }
+
+    /// The fixture `orders` layout (../shared/fixtures/schema.sql).
+    static let schema = """
+        CREATE TABLE public.orders (id bigint PRIMARY KEY, customer_id bigint, status text, amount numeric(12,2),
+            created_at timestamptz, shipped_on date, note text, attrs jsonb, ext_id uuid, updated_local timestamp);
+        """
+
+    let events: [Event]
+    let inserts: Int, updates: Int, deletes: Int, liveRows: Int
+
+    init(events n: Int, keys: Int) {
+        var rng = SplitMix64(seed: 2026)
+        var live: [Int] = []
+        var position = [Int](repeating: -1, count: keys + 1)
+        var dead: [Int] = Array((1...keys).reversed())
+        var out: [Event] = []
+        out.reserveCapacity(n)
+        var ins = 0, upd = 0, del = 0
+        for seq in 1...n {
+            let r = rng.next() % 100
+            if (r < 20 || live.isEmpty), let key = dead.popLast() {
+                position[key] = live.count
+                live.append(key)
+                out.append(Event(seq: seq, key: key, op: "i"))
+                ins += 1
+            } else if r < 90 || live.count < 2 {
+                out.append(Event(seq: seq, key: live[Int(rng.next() % UInt64(live.count))], op: "u"))
+                upd += 1
+            } else {
+                let i = Int(rng.next() % UInt64(live.count))
+                let key = live[i]
+                live[i] = live[live.count - 1]
+                position[live[i]] = i
+                live.removeLast()
+                dead.insert(key, at: Int(rng.next() % UInt64(dead.count + 1)))
+                out.append(Event(seq: seq, key: key, op: "d"))
+                del += 1
+            }
+        }
+        events = out
+        inserts = ins; updates = upd; deletes = del; liveRows = live.count
+    }
+
+    func chunks(of size: Int) -> [ArraySlice<Event>] {
+        stride(from: 0, to: events.count, by: size).map { events[$0..<min($0 + size, events.count)] }
+    }
+
+    private func fields(_ e: Event) -> (customer: String, status: String, amount: String, created: String, attrs: String) {
+        (String(e.seq), ["new", "paid", "packed", "shipped"][e.seq % 4], "\(e.seq % 10_000).\(e.seq % 90 + 10)",
+         "2026-11-20T10:00:00.\(100_000 + e.seq % 899_999)Z", "{\"n\": \(e.seq)}")
+    }
+
+    func nativeJSON(_ e: Event) -> String {
+        let op = e.op == "i" ? "INSERT" : e.op == "u" ? "UPDATE" : "DELETE"
+        guard e.op != "d" else {
+            return "{\"change_id\":\(e.seq),\"table\":\"public.orders\",\"operation\":\"DELETE\",\"key\":{\"id\":\(e.key)},\"data\":null,\"version\":\(e.seq)}"
+        }
+        let f = fields(e)
+        return "{\"change_id\":\(e.seq),\"table\":\"public.orders\",\"operation\":\"\(op)\",\"key\":{\"id\":\(e.key)},\"data\":{\"id\":\(e.key),\"customer_id\":\(f.customer),\"status\":\"\(f.status)\",\"amount\":\"\(f.amount)\",\"created_at\":\"\(f.created)\",\"shipped_on\":null,\"note\":null,\"attrs\":\(f.attrs),\"ext_id\":null,\"updated_local\":null},\"timestamp\":1795168800000,\"version\":\(e.seq)}"
+    }
+
+    func stagingRow(_ e: Event) -> [String?] {
+        if e.op == "d" { return [String(e.seq), "d", String(e.key)] + [String?](repeating: nil, count: 9) }
+        let f = fields(e)
+        return [String(e.seq), "u", String(e.key), f.customer, f.status, f.amount, f.created, nil, nil, f.attrs, nil, nil]
+    }
+}
+
+private func fmt(_ rate: Double) -> String { String(format: "%9.0f", rate) }
+
+extension Duration {
+    var benchSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+extension JSONValue {
+    var serializedNumber: String {
+        if case let .number(n) = self { return n }
+        return serialized
+    }
+}
+
+extension ColumnValue {
+    /// The value as bindable text (the naive design binds values as given).
+    var textValue: String? {
+        switch self {
+        case .null, .unavailable: return nil
+        case let .text(s): return s
+        case let .json(j):
+            switch j {
+            case .null: return nil
+            case let .string(s): return s
+            case let .number(n): return n
+            default: return j.serialized
+            }
+        }
+    }
 }

@@ -58,7 +58,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             fail("\(error)")
         }
-        if stopWhenCaughtUp, let counts = applier.counts { print(counts.json) }
+        if stopWhenCaughtUp, let summary = applier.counts { print(summary.json) }
     }
 }
 
