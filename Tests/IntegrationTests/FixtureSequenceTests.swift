@@ -58,7 +58,7 @@ struct FixtureSequenceTests {
         #expect(counts["tombstone"]?.int64Value == 1)
         let conn = try PGConnection.connect(target)
         // The version guard remembers the delete of order 2 as a tombstone.
-        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND row_key = '[2]' AND deleted") == 1)
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND row_key = '2' AND deleted") == 1)
     }
 
     @Test("truncate is ignored and counted by default, applied with --apply-truncate")

@@ -16,6 +16,15 @@ public final class BatchApplier {
     private let settings: Settings
     private let logger: Logger
     private var statements: [TableName: (TargetTable, StageStatements)] = [:]
+    /// Time spent per phase of the last batch (debug logging, benchmarks).
+    public private(set) var phases: [(String, Duration)] = []
+    private var phaseStart = ContinuousClock.now
+
+    private func mark(_ name: String) {
+        let now = ContinuousClock.now
+        phases.append((name, now - phaseStart))
+        phaseStart = now
+    }
 
     public init(conn: PGConnection, settings: Settings, logger: Logger) {
         self.conn = conn
@@ -26,8 +35,12 @@ public final class BatchApplier {
 
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
     public func apply(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [EventOutcome] {
+        phases.removeAll(keepingCapacity: true)
+        phaseStart = .now
         do {
-            return try conn.transaction { _ in try run(items, isolated: false) }
+            let outcomes = try conn.transaction { _ in try run(items, isolated: false) }
+            mark("commit")
+            return outcomes
         } catch {
             guard case .poison = ErrorClassifier.classify(error) else { throw error }
             logger.info("batch refused by the target, isolating poison changes", metadata: ["error": "\(error)"])
@@ -45,14 +58,12 @@ public final class BatchApplier {
 
     private func run(_ items: [Result<DecodedMessage, PoisonError>], isolated: Bool) throws -> [EventOutcome] {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
-        var changeIDs: [String] = []
-        for case let .success(.change(e)) in items { changeIDs.append(e.changeID) }
-        let known = try ledgerContains(changeIDs)
+        let claimed = try claimInLedger(items)
+        mark("ledger_claim")
 
         var steps: [Step] = []
         var current: [ResolvedChange] = []
         var seen = Set<String>()
-        var tableOf: [Int: TableName] = [:]
         for (i, item) in items.enumerated() {
             switch item {
             case let .failure(poison):
@@ -69,20 +80,20 @@ public final class BatchApplier {
                     outcomes[i] = .deadLettered(p)
                 }
             case let .success(.change(event)):
-                if known.contains(event.changeID) || !seen.insert(event.changeID).inserted {
+                if !claimed.contains(event.changeID) || !seen.insert(event.changeID).inserted {
                     outcomes[i] = .duplicate
                     continue
                 }
                 do {
                     let table = try catalog.table(settings.targetTable(for: event.table), on: conn)
                     current.append(try ResolvedChange.resolve(event, index: i, table: table))
-                    tableOf[i] = table.name
                 } catch let p as PoisonError {
                     outcomes[i] = .deadLettered(p)
                 }
             }
         }
         if !current.isEmpty { steps.append(.changes(current)) }
+        mark("resolve")
 
         for step in steps {
             switch step {
@@ -99,7 +110,9 @@ public final class BatchApplier {
                     }
                 }
             case let .changes(changes):
-                try execute(BatchPlanner.plan(changes), outcomes: &outcomes)
+                let plan = BatchPlanner.plan(changes)
+                mark("plan")
+                try execute(plan, outcomes: &outcomes)
             case let .truncate(table, version, index):
                 try conn.execute("TRUNCATE \(table.name.quoted)")
                 // Late changes older than the truncate must not bring rows back.
@@ -110,7 +123,8 @@ public final class BatchApplier {
             }
         }
 
-        try recordInLedger(items, outcomes: outcomes, tableOf: tableOf)
+        try settleLedger(items, outcomes: outcomes, claimed: claimed)
+        mark("ledger_settle")
         return outcomes.map { $0 ?? .stale }
     }
 
@@ -140,9 +154,13 @@ public final class BatchApplier {
                 }
                 CopyText.appendRow(fields, to: &data)
             }
+            mark("stage_encode")
             try conn.copyIn(sql.copy, data: data)
+            mark("stage_copy")
             try conn.query(sql.guardSQL, [table.name.description])
+            mark("guard")
             try conn.execute(anyKeep ? sql.mergeKeeping : sql.merge)
+            mark("merge")
             var lost = Set<Int>()
             for r in try conn.query(sql.lost).rows { if let i = Int(r[0] ?? "") { lost.insert(i) } }
             for (idx, row) in rows.enumerated() {
@@ -159,37 +177,47 @@ public final class BatchApplier {
         return sql
     }
 
-    /// The subset of `ids` the ledger already holds.
-    private func ledgerContains(_ ids: [String]) throws -> Set<String> {
-        guard !ids.isEmpty else { return [] }
-        let rows = try conn.query("SELECT change_id FROM cdcr.ledger WHERE change_id = ANY($1::text[])", [pgArrayLiteral(ids)])
-        return Set(rows.rows.compactMap { $0[0] })
-    }
-
-    /// Records every applied or stale change ID, in the same transaction as the data.
-    private func recordInLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], tableOf: [Int: TableName]) throws {
+    /// Records every change ID of the batch in the ledger up front and returns the ones that were not
+    /// there yet; the others are duplicates. A concurrent transaction claiming the same ID (a replay)
+    /// makes this one wait for it, so a change is applied by exactly one of them.
+    private func claimInLedger(_ items: [Result<DecodedMessage, PoisonError>]) throws -> Set<String> {
         var data: [UInt8] = []
-        var any = false
-        for (i, item) in items.enumerated() {
-            guard case let .success(.change(event)) = item, let table = tableOf[i] else { continue }
-            let code: String
-            switch outcomes[i] {
-            case .applied?: code = "a"
-            case .stale?, nil: code = "s"
-            default: continue
-            }
-            any = true
-            CopyText.appendRow([event.changeID, table.description, code], to: &data)
+        var seen = Set<String>()
+        for case let .success(.change(event)) in items where seen.insert(event.changeID).inserted {
+            CopyText.appendRow([event.changeID, settings.targetTable(for: event.table).description], to: &data)
         }
-        guard any else { return }
+        guard !seen.isEmpty else { return [] }
         try conn.execute("""
-            CREATE TEMP TABLE IF NOT EXISTS cdcr_ledger_stage (change_id text, table_name text, outcome "char") ON COMMIT DELETE ROWS;
+            CREATE TEMP TABLE IF NOT EXISTS cdcr_ledger_stage (change_id text, table_name text) ON COMMIT DELETE ROWS;
             DELETE FROM cdcr_ledger_stage;
             """)
         try conn.copyIn("COPY cdcr_ledger_stage FROM STDIN", data: data)
-        // ON CONFLICT: a concurrent replay may have recorded the same change meanwhile; the version guard
-        // already made the second application a no-op.
-        try conn.execute("INSERT INTO cdcr.ledger (change_id, table_name, outcome) SELECT change_id, table_name, outcome FROM cdcr_ledger_stage ON CONFLICT (change_id) DO NOTHING")
+        let rows = try conn.execute("""
+            INSERT INTO cdcr.ledger (change_id, table_name, outcome)
+            SELECT change_id, table_name, 'a' FROM cdcr_ledger_stage ON CONFLICT (change_id) DO NOTHING RETURNING change_id
+            """)
+        return Set(rows.rows.compactMap { $0[0] })
+    }
+
+    /// Marks stale changes as such and removes the claims of dead-lettered ones (not applied, so a
+    /// corrected re-send can still apply). Both are rare, so this is usually no statement at all.
+    private func settleLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], claimed: Set<String>) throws {
+        var stale: [String] = []
+        var dropped: [String] = []
+        for (i, item) in items.enumerated() {
+            guard case let .success(.change(event)) = item, claimed.contains(event.changeID) else { continue }
+            switch outcomes[i] {
+            case .stale?, nil: stale.append(event.changeID)
+            case .deadLettered?: dropped.append(event.changeID)
+            default: break
+            }
+        }
+        if !stale.isEmpty {
+            try conn.query("UPDATE cdcr.ledger SET outcome = 's' WHERE change_id = ANY($1::text[])", [pgArrayLiteral(stale)])
+        }
+        if !dropped.isEmpty {
+            try conn.query("DELETE FROM cdcr.ledger WHERE change_id = ANY($1::text[])", [pgArrayLiteral(dropped)])
+        }
     }
 }
 

@@ -24,7 +24,7 @@ struct StageStatements {
         let colList = cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         copy = "COPY \(stage) (_cdcr_idx, _cdcr_op, _cdcr_version, _cdcr_keep, \(colList)) FROM STDIN"
 
-        let keyExpr = "jsonb_build_array(" + table.primaryKey.map { "s." + quoteIdentifier(cols[$0].name) }.joined(separator: ", ") + ")::text"
+        let keyExpr = StageStatements.rowKey(table, alias: "s")
         // The guard: a row's version only moves forward. Rows whose stored version is newer lose and
         // their changes end stale; a delete leaves a tombstone version so late inserts cannot resurrect it.
         guardSQL = """
@@ -57,6 +57,15 @@ struct StageStatements {
         merge = mergeSQL(keeping: false)
         mergeKeeping = mergeSQL(keeping: true)
         lost = "SELECT _cdcr_idx FROM \(stage) WHERE NOT _cdcr_won"
+    }
+}
+
+extension StageStatements {
+    /// The SQL expression of a row's key in `cdcr.row_versions`, computed by PostgreSQL so every path
+    /// agrees on it: the key column's text for a single-column key, else `jsonb_build_array(…)::text`.
+    static func rowKey(_ table: TargetTable, alias: String) -> String {
+        let cols = table.primaryKey.map { "\(alias)." + quoteIdentifier(table.columns[$0].name) }
+        return cols.count == 1 ? "(\(cols[0]))::text" : "jsonb_build_array(" + cols.joined(separator: ", ") + ")::text"
     }
 }
 

@@ -12,15 +12,15 @@ public enum BookkeepingSchema {
             outcome      "char" NOT NULL,           -- 'a' applied, 's' stale (superseded by a newer version)
             processed_at timestamptz NOT NULL DEFAULT now()
         );
-        CREATE INDEX ledger_processed_at ON cdcr.ledger (processed_at);
+        CREATE INDEX ledger_processed_at ON cdcr.ledger USING brin (processed_at);  -- append-ordered: BRIN is nearly free to maintain
         CREATE TABLE cdcr.row_versions (
             table_name text NOT NULL,               -- target table, schema-qualified
-            row_key    text NOT NULL,               -- jsonb_build_array(primary-key columns)::text
+            row_key    text NOT NULL,               -- the key column's text, or jsonb_build_array(key columns)::text
             version    bigint,                      -- NULL when the change carried no version
             deleted    boolean NOT NULL,
             updated_at timestamptz NOT NULL DEFAULT now(),
             PRIMARY KEY (table_name, row_key)
-        );
+        ) WITH (fillfactor = 80);  -- room for HOT updates: versions change in place, the key never does
         CREATE INDEX row_versions_tombstones ON cdcr.row_versions (updated_at) WHERE deleted;
         """,
     ]

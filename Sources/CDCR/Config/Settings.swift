@@ -28,7 +28,7 @@ public struct Settings: Sendable {
     public var onPoison: PoisonPolicy = .deadLetter
     /// Dead-letter topic; nil means `<topic>.dlq` of the message's own topic.
     public var dlqTopic: String?
-    public var batchMaxEvents = 5_000
+    public var batchMaxEvents = 20_000
     public var batchMaxWaitMs = 200
     public var applyTruncate = false
     /// How long ledger entries and row-version tombstones are kept (see docs/GUARANTEES.md).

@@ -139,8 +139,12 @@ public enum SettingsLoader {
         if s.brokers.isEmpty { throw ConfigError("brokers", "must not be empty") }
         if s.group.isEmpty { throw ConfigError("group", "must not be empty") }
         if s.topics.isEmpty { throw ConfigError("topics", "at least one topic is needed") }
-        if !(1...1_000_000).contains(s.batchMaxEvents) { throw ConfigError("batch.max_events", "must be between 1 and 1000000, got \(s.batchMaxEvents)") }
-        if !(1...600_000).contains(s.batchMaxWaitMs) { throw ConfigError("batch.max_wait_ms", "must be between 1 and 600000, got \(s.batchMaxWaitMs)") }
+        if !(1...1_000_000).contains(s.batchMaxEvents) {
+            throw ConfigError("batch.max_events (--batch-max-events, CDCR_BATCH_MAX_EVENTS)", "must be between 1 and 1000000, got \(s.batchMaxEvents)")
+        }
+        if !(1...600_000).contains(s.batchMaxWaitMs) {
+            throw ConfigError("batch.max_wait_ms (--batch-max-wait-ms, CDCR_BATCH_MAX_WAIT_MS)", "must be between 1 and 600000, got \(s.batchMaxWaitMs)")
+        }
         if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s.logLevel) {
             throw ConfigError("log_level", "'\(s.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")

@@ -111,6 +111,7 @@ public final class ConsumeLoop {
         let decoded: [Result<DecodedMessage, PoisonError>] = batch.map { m in
             Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
         }
+        let decodeTook = ContinuousClock.now - started
         if settings.onPoison == .halt, let (i, p) = firstPoison(decoded) {
             throw HaltError(position: position(batch[i]), poison: p)
         }
@@ -144,7 +145,10 @@ public final class ConsumeLoop {
         pending.removeAll(keepingCapacity: true)
         counts.add(batchCounts)
         let took = ContinuousClock.now - started
-        logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "counts": "\(batchCounts.json)"])
+        if logger.logLevel <= .debug {
+            let phases = ([("decode", decodeTook)] + (applier?.phases ?? [])).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+            logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
+        }
         onBatchCommitted?(batchCounts, took)
     }
 

@@ -39,7 +39,7 @@ struct ApplyBench: ParsableCommand {
     static let partitions = 32
 
     @Option(help: "Batch size for (a).")
-    var batchMaxEvents = 5_000
+    var batchMaxEvents = 20_000
 
     func run() throws {
         let workload = BenchWorkload(events: events, keys: keys)

@@ -1,0 +1,77 @@
+import CDCCore
+import CDCPostgres
+@testable import CDCR
+import Foundation
+import Testing
+
+@Suite("configuration and secrets")
+struct ConfigTests {
+    @Test("the example config file loads, and precedence is flags > environment > file > defaults")
+    func precedence() throws {
+        let file = Fixtures.projectRoot + "/config/cdcr.example.json"
+        let fromFile = try SettingsLoader.load(file: file, environment: [:], overrides: SettingsOverrides())
+        #expect(fromFile.group == "cdcr" && fromFile.tables?.count == 2 && fromFile.batchMaxEvents == 20_000)
+        #expect(fromFile.targetTable(for: TableName(parsing: "legacy.orders")) == TableName(parsing: "public.orders"))
+        #expect(fromFile.kafkaProperties.contains { $0 == ("session.timeout.ms", "30000") })
+
+        let env = ["CDCR_GROUP": "from-env", "CDCR_TOPICS": "a, b", "CDCR_BROKERS": "env:9092"]
+        var flags = SettingsOverrides()
+        flags.brokers = "flag:9092"
+        let merged = try SettingsLoader.load(file: file, environment: env, overrides: flags)
+        #expect(merged.group == "from-env" && merged.topics == ["a", "b"] && merged.brokers == "flag:9092")
+        #expect(merged.deadLetterTopic(for: "a") == "a.dlq")
+    }
+
+    @Test("bad values stop with a message naming the setting", arguments: [
+        (["CDCR_FORMAT": "xml"], "CDCR_FORMAT"),
+        (["CDCR_BATCH_MAX_EVENTS": "lots"], "CDCR_BATCH_MAX_EVENTS"),
+        (["CDCR_BATCH_MAX_EVENTS": "0"], "--batch-max-events"),
+        (["CDCR_ON_POISON": "ignore"], "CDCR_ON_POISON"),
+    ])
+    func badEnvironment(_ env: [String: String], _ named: String) {
+        #expect {
+            _ = try SettingsLoader.load(file: nil, environment: env, overrides: SettingsOverrides())
+        } throws: { error in
+            (error as? ConfigError)?.description.contains(named) == true
+        }
+    }
+
+    @Test("an unknown key in the config file is refused by name")
+    func unknownKey() throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("cdcr-cfg-\(UUID().uuidString).json").path
+        try #"{"brokers": "x:1", "batch": {"max_evnts": 5}}"#.write(toFile: path, atomically: true, encoding: .utf8)
+        #expect {
+            _ = try SettingsLoader.load(file: path, environment: [:], overrides: SettingsOverrides())
+        } throws: { error in
+            (error as? ConfigError)?.description.contains("batch.max_evnts") == true
+        }
+    }
+
+    @Test("a bad flag stops the binary with a message naming it")
+    func badFlag() throws {
+        let r = try CDCRProcess.run(["run", "--target", "postgresql://x@127.0.0.1:1/x", "--on-poison", "ignore"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("--on-poison") && r.stderr.contains("'ignore'"))
+    }
+
+    @Test("connection strings are redacted")
+    func redaction() {
+        #expect(redactConnectionString("postgresql://app:s3cret@db:5432/x?sslmode=require") == "postgresql://app:***@db:5432/x?sslmode=require")
+        #expect(redactConnectionString("postgres://db/x?user=a&password=s3cret") == "postgres://db/x?user=a&password=***")
+        #expect(redactConnectionString("host=db password=s3cret user=a") == "host=db password=*** user=a")
+        #expect(redactConnectionString("postgresql://app@db/x") == "postgresql://app@db/x")
+    }
+
+    @Test("an unreachable target is waited out and its password never logged")
+    func secretsNotLogged() throws {
+        let port = freePort()
+        let p = try CDCRProcess.start(["run", "--brokers", "127.0.0.1:1", "--target", "postgresql://app:TopSecret42@127.0.0.1:\(port)/x"])
+        sleep(3)
+        #expect(!p.hasExited, "a target outage is waited out, not fatal")
+        p.signal(SIGTERM)
+        _ = p.wait(timeout: .seconds(20))
+        #expect(p.stderr.contains("target unavailable, retrying"))
+        #expect(p.stderr.contains("app:***@127.0.0.1"))
+        #expect(!p.stderr.contains("TopSecret42") && !p.stdout.contains("TopSecret42"))
+    }
+}
