@@ -2,6 +2,12 @@
 public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertible {
     public let reason: String
     public let offset: Int
+
+    public init(reason: String, offset: Int) {
+        self.reason = reason
+        self.offset = offset
+    }
+
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import CDCCore
 import CDCKafka
+import CDCR
 import Foundation
 
 struct DevProduceCommand: ParsableCommand {
@@ -29,20 +30,10 @@ struct DevProduceCommand: ParsableCommand {
         }
         var messages: [OutgoingMessage] = []
         for (n, line) in String(decoding: data, as: UTF8.self).split(separator: "\n").enumerated() where !line.allSatisfy(\.isWhitespace) {
-            guard let json = try? JSONParser.parse(String(line)), let topic = topicOverride ?? json["topic"]?.stringValue else {
+            guard let parsed = try? JSONLMessage(parsing: String(line)), let message = parsed.outgoing(topic: topicOverride) else {
                 throw ValidationError("\(file):\(n + 1): not a JSON object with a topic")
             }
-            let key: [UInt8]? = json["key"].flatMap { $0.isNull ? nil : Array($0.serialized.utf8) }
-            let value: [UInt8]?
-            if let raw = json["value_raw"]?.stringValue {
-                value = Array(raw.utf8)
-            } else if let v = json["value"], !v.isNull {
-                value = Array(v.serialized.utf8)
-            } else {
-                value = nil
-            }
-            let partition = json["partition"]?.int64Value.map { Int32($0) }
-            messages.append(OutgoingMessage(topic: topic, partition: partition, key: key, value: value))
+            messages.append(message)
         }
         do {
             let producer = try KafkaProducer(properties: settings.kafkaClientProperties())

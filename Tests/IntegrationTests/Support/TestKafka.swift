@@ -1,5 +1,6 @@
 import CDCCore
 import CDCKafka
+import CDCR
 import Foundation
 
 /// An in-process mock Kafka cluster (a real Kafka-protocol broker on loopback) plus helpers.
@@ -19,7 +20,7 @@ final class TestKafka: @unchecked Sendable {
     /// Produces fixture lines (see ../shared/fixtures/README.md) to `topic` (default: each line's own).
     func produce(fixture path: String, topic: String? = nil) throws -> [FixtureLine] {
         let lines = try FixtureLine.load(path)
-        try producer.send(lines.map { $0.outgoing(topic: topic) })
+        try producer.send(lines.compactMap { $0.outgoing(topic: topic) })
         return lines
     }
 
@@ -58,33 +59,11 @@ final class TestKafka: @unchecked Sendable {
 }
 
 /// One line of a fixture `.jsonl` file.
-struct FixtureLine {
-    let topic: String
-    let partition: Int32
-    let key: JSONValue?
-    let value: [UInt8]?
-    let expect: String?
+typealias FixtureLine = JSONLMessage
 
-    static func load(_ path: String) throws -> [FixtureLine] {
-        let text = try String(contentsOfFile: path, encoding: .utf8)
-        return try text.split(separator: "\n").map { line in
-            let json = try JSONParser.parse(String(line))
-            let value: [UInt8]?
-            if let raw = json["value_raw"]?.stringValue {
-                value = Array(raw.utf8)
-            } else if let v = json["value"], !v.isNull {
-                value = Array(v.serialized.utf8)
-            } else {
-                value = nil
-            }
-            return FixtureLine(
-                topic: json["topic"]?.stringValue ?? "", partition: Int32(json["partition"]?.int64Value ?? 0),
-                key: json["key"].flatMap { $0.isNull ? nil : $0 }, value: value, expect: json["expect"]?.stringValue)
-        }
-    }
-
-    func outgoing(topic override: String?) -> OutgoingMessage {
-        OutgoingMessage(topic: override ?? topic, partition: partition, key: key.map { Array($0.serialized.utf8) }, value: value)
+extension JSONLMessage {
+    static func load(_ path: String) throws -> [JSONLMessage] {
+        try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map { try JSONLMessage(parsing: String($0)) }
     }
 }
 
