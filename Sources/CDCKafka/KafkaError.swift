@@ -37,6 +37,14 @@ public struct KafkaError: Error, Sendable, CustomStringConvertible {
         }
     }
 
+    /// The group is rebalancing or has moved on without this member: a commit cannot succeed until
+    /// the consumer has polled (rejoined), or ever, for the partitions it held.
+    public var isRebalance: Bool {
+        let err = rd_kafka_resp_err_t(rawValue: code)
+        return err == RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS || err == RD_KAFKA_RESP_ERR_ILLEGAL_GENERATION
+            || err == RD_KAFKA_RESP_ERR_UNKNOWN_MEMBER_ID || err == RD_KAFKA_RESP_ERR__STATE
+    }
+
     public var description: String { "[\(name)] \(message)" }
 }
 

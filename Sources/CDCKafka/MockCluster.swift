@@ -40,6 +40,14 @@ public final class MockCluster: @unchecked Sendable {
         if up { _ = rd_kafka_mock_broker_set_up(cluster, id) } else { _ = rd_kafka_mock_broker_set_down(cluster, id) }
     }
 
+    /// Makes the next `count` requests of Kafka API `apiKey` (e.g. 8 = OffsetCommit, 1 = Fetch) fail
+    /// with `error` (an `rd_kafka_resp_err_t` code), as a struggling broker would.
+    public func failNextRequests(apiKey: Int16, error: Int32, count: Int) {
+        guard let cluster else { return }
+        var errors = [rd_kafka_resp_err_t](repeating: rd_kafka_resp_err_t(rawValue: error), count: count)
+        rd_kafka_mock_push_request_errors_array(cluster, apiKey, count, &errors)
+    }
+
     public func close() {
         if let cluster { rd_kafka_mock_cluster_destroy(cluster) }
         if let rk { rd_kafka_destroy(rk) }

@@ -23,6 +23,8 @@ public final class ConsumeLoop {
     private var pending: [KafkaMessage] = []
     /// Next offset to read, per partition, as last committed by this process.
     private var committed: [TopicPartition: Int64] = [:]
+    /// Offsets of applied batches whose commit the broker has not accepted yet (rebalance in progress).
+    private var uncommitted: [TopicPartition: Int64] = [:]
     private var rebalanceError: (any Error)?
     public private(set) var counts = OutcomeCounts()
     /// When the first message arrived; the active period ends when `run` returns.
@@ -72,6 +74,7 @@ public final class ConsumeLoop {
         }
         // Graceful stop: the batch being filled is applied and committed before leaving the group.
         if !pending.isEmpty { try flush() }
+        try commitApplied()
         logger.info("applier stopped", metadata: ["counts": "\(counts.json)"])
         return summary
     }
@@ -130,17 +133,12 @@ public final class ConsumeLoop {
         }
         if !dead.isEmpty { try retrying("write dead letters") { try deadLetters!.write(dead) } }
 
-        var next: [TopicPartition: Int64] = [:]
-        for m in batch { next[TopicPartition(topic: m.topic, partition: m.partition)] = max(next[TopicPartition(topic: m.topic, partition: m.partition)] ?? 0, m.offset + 1) }
-        let offsets = next.map { TopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
-        do {
-            try retrying("commit offsets") { try consumer!.commit(offsets) }
-            for (tp, o) in next { committed[tp] = o }
-        } catch let e as KafkaError {
-            // Lost the partitions meanwhile: the new owner redelivers and the ledger skips what we applied.
-            logger.warning("offset commit refused; the batch will be redelivered and deduplicated", metadata: ["error": "\(e)"])
+        for m in batch {
+            let tp = TopicPartition(topic: m.topic, partition: m.partition)
+            uncommitted[tp] = max(uncommitted[tp] ?? 0, m.offset + 1)
         }
         pending.removeAll(keepingCapacity: true)
+        try commitApplied()
         counts.add(batchCounts)
         let took = ContinuousClock.now - started
         if logger.logLevel <= .debug {
@@ -211,6 +209,36 @@ public final class ConsumeLoop {
         }
     }
 
+    /// Commits the offsets of everything applied so far. During a group rebalance the broker refuses
+    /// commits until this member has rejoined, which happens inside `poll`: so the offsets stay
+    /// pending, the loop goes back to polling, and the revoke handler (or the next batch) commits them.
+    /// Sleeping here instead would keep the member from rejoining until the group evicts it.
+    private func commitApplied(only partitions: Set<TopicPartition>? = nil) throws {
+        let due = uncommitted.filter { partitions?.contains($0.key) ?? true }
+        guard !due.isEmpty, let consumer else { return }
+        let offsets = due.map { TopicPartitionOffset(topic: $0.key.topic, partition: $0.key.partition, offset: $0.value) }
+        do {
+            try retrying("commit offsets") {
+                do {
+                    try consumer.commit(offsets)
+                } catch let e as KafkaError where e.isRebalance {
+                    throw DeferredCommit(error: e)
+                }
+            }
+            for (tp, o) in due {
+                committed[tp] = o
+                uncommitted[tp] = nil
+            }
+        } catch let deferred as DeferredCommit {
+            logger.info("offset commit deferred until the group rebalance completes", metadata: ["error": "\(deferred.error)"])
+        } catch let e as KafkaError {
+            // The partitions are gone (evicted from the group): the new owner redelivers from the last
+            // commit and the ledger turns what we applied into duplicates.
+            logger.warning("offset commit refused; those changes will be redelivered and deduplicated", metadata: ["error": "\(e)"])
+            for tp in due.keys { uncommitted[tp] = nil }
+        }
+    }
+
     private func rebalanced(_ event: RebalanceEvent) {
         switch event {
         case let .assigned(parts):
@@ -219,16 +247,24 @@ public final class ConsumeLoop {
             logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
             do {
                 if !pending.isEmpty { try flush() }
+                try commitApplied(only: Set(parts))
             } catch {
                 rebalanceError = error
                 pending.removeAll()
             }
-            for p in parts { committed[p] = nil }
+            for p in parts {
+                committed[p] = nil
+                uncommitted[p] = nil
+            }
         }
     }
 
     /// True when every assigned partition is committed up to its end offset.
     private func caughtUp(_ consumer: KafkaConsumer) throws -> Bool {
+        if !uncommitted.isEmpty {
+            try commitApplied()
+            if !uncommitted.isEmpty { return false }
+        }
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return false }
         let unknown = assigned.filter { committed[$0] == nil }
@@ -285,6 +321,11 @@ public struct RunSummary: Sendable {
 
 extension Duration {
     var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// A commit refused because the group is rebalancing: not retried in place (see `commitApplied`).
+private struct DeferredCommit: Error {
+    let error: KafkaError
 }
 
 /// `--on-poison halt` met a poison event: nothing from its batch was committed.
