@@ -34,11 +34,12 @@ public final class BatchApplier {
     }
 
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
-    public func apply(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [EventOutcome] {
+    /// `dryRun` does all the work and rolls it back: the outcomes say what would happen.
+    public func apply(_ items: [Result<DecodedMessage, PoisonError>], dryRun: Bool = false) throws -> [EventOutcome] {
         phases.removeAll(keepingCapacity: true)
         phaseStart = .now
         do {
-            let outcomes = try conn.transaction { _ in try run(items, isolated: false) }
+            let outcomes = try inTransaction(dryRun: dryRun) { try run(items, isolated: false) }
             mark("commit")
             return outcomes
         } catch {
@@ -46,8 +47,15 @@ public final class BatchApplier {
             logger.info("batch refused by the target, isolating poison changes", metadata: ["error": "\(error)"])
             catalog.invalidate()
             statements.removeAll()
-            return try conn.transaction { _ in try run(items, isolated: true) }
+            return try inTransaction(dryRun: dryRun) { try run(items, isolated: true) }
         }
+    }
+
+    private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
+        guard dryRun else { return try conn.transaction { _ in try body() } }
+        try conn.execute("BEGIN")
+        defer { _ = try? conn.execute("ROLLBACK") }
+        return try body()
     }
 
     /// A unit of work in arrival order: a run of resolved changes, or a truncate between runs.

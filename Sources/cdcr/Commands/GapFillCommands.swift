@@ -1,0 +1,192 @@
+import ArgumentParser
+import CDCCore
+import CDCPostgres
+import CDCR
+import Foundation
+import Logging
+
+struct SourceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "source",
+        abstract: "Manage the change log in the source database.",
+        subcommands: [Install.self, Uninstall.self]
+    )
+
+    struct Install: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create cdcr.change_log and capture triggers on the tables (idempotent).")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Comma-separated tables, schema.table (a bare name means public).")
+        var tables: String
+
+        func run() throws {
+            let settings = try global.settings()
+            guard let url = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+            let names = tables.split(separator: ",").map { TableName(parsing: $0.trimmingCharacters(in: .whitespaces)) }
+            guard !names.isEmpty else { throw ValidationError("--tables names no table") }
+            do {
+                let conn = try PGConnection.connect(url)
+                let installed = try SourceChangeLog.install(on: conn, tables: names)
+                print("change log installed; capturing \(installed.map(\.name.description).joined(separator: ", "))")
+            } catch {
+                fail("\(error)")
+            }
+        }
+    }
+
+    struct Uninstall: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Remove the capture triggers and the change log.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() throws {
+            let settings = try global.settings()
+            guard let url = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+            do {
+                try SourceChangeLog.uninstall(on: try PGConnection.connect(url))
+                print("change log removed")
+            } catch {
+                fail("\(error)")
+            }
+        }
+    }
+}
+
+struct RelayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "relay",
+        abstract: "Publish the source change log to the first --topic as native events, at least once."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Publish what is committed now, then exit.")
+    var once = false
+    @Option(help: "Pause between passes, ms.")
+    var intervalMs = 500
+
+    func run() throws {
+        let settings = try global.settings()
+        guard let url = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+        let logger = Logs.logger(settings, label: "cdcr.relay")
+        let stop = StopSignal()
+        for sig in [SIGTERM, SIGINT] { signal(sig) { _ in RelayCommand.stopRequested.stop() } }
+        var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+        var relay: Relay?
+        while !stop.isStopped && !Self.stopRequested.isStopped {
+            do {
+                if relay == nil { relay = try Relay(source: try PGConnection.connect(url), settings: settings, logger: logger) }
+                try relay!.pass()
+                backoff.reset()
+                if once { break }
+                Self.stopRequested.sleep(ms: intervalMs)
+            } catch {
+                guard case .transient = ErrorClassifier.classify(error) else { fail("\(error)") }
+                logger.warning("relay pass failed, retrying", metadata: ["error": "\(error)"])
+                relay?.close()
+                relay = nil
+                Self.stopRequested.sleep(ms: backoff.next())
+            }
+        }
+        relay?.close()
+    }
+
+    static let stopRequested = StopSignal()
+}
+
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Replay the source change log over a time window through the applier (ledger, version guard).",
+        discussion: "Exit codes: 0 done, 1 error, 2 done but some changes failed (dead-lettered)."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Window start, ISO-8601 (inclusive).")
+    var from: String
+    @Option(help: "Window end, ISO-8601 (exclusive).")
+    var to: String
+    @Option(name: .customLong("table"), help: "Only this source table; repeatable.")
+    var tables: [String] = []
+    @Flag(help: "Apply nothing; report what would be applied.")
+    var dryRun = false
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    func run() throws {
+        let settings = try global.settings()
+        guard let sourceURL = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+        guard let targetURL = settings.targetURL else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
+        guard let fromMicros = CivilTime.parseInstant(from) else { throw ValidationError("--from '\(from)' is not an ISO-8601 time") }
+        guard let toMicros = CivilTime.parseInstant(to) else { throw ValidationError("--to '\(to)' is not an ISO-8601 time") }
+        let logger = Logs.logger(settings, label: "cdcr.replay")
+        let tableNames = tables.map(TableName.init(parsing:))
+        let report: ReplayReport
+        do {
+            let source = try PGConnection.connect(sourceURL)
+            let target = try TargetConnection.open(targetURL)
+            try BookkeepingSchema.install(on: target)
+            let deadLetters = dryRun ? nil : try? DeadLetterWriter(settings: settings)
+            let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
+                                    deadLetters: deadLetters, settings: settings, logger: logger)
+            try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
+            let iso = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
+            let total = try replayer.count(from: iso.0, to: iso.1, tables: tableNames)
+            let progress = Progress(total: total, enabled: !json)
+            report = try replayer.run(from: iso.0, to: iso.1, tables: tableNames, dryRun: dryRun) { progress.update($0) }
+            progress.finish()
+            deadLetters?.close()
+        } catch let refused as ReplayRefused {
+            fail("replay refused: \(refused)")
+        } catch {
+            fail("\(error)")
+        }
+        if json {
+            let tables = report.tables.keys.sorted().map { "\(JSONValue.string($0).serialized):\(report.tables[$0]!.json)" }.joined(separator: ",")
+            print("{\"from\":\(JSONValue.string(from).serialized),\"to\":\(JSONValue.string(to).serialized),\"dry_run\":\(dryRun),\"tables\":{\(tables)},\"total\":\(report.total.json)}")
+        } else {
+            printTable(report)
+        }
+        if report.total.failed > 0 { throw ExitCode(2) }
+    }
+
+    private func printTable(_ report: ReplayReport) {
+        let header = ["table", "in window", "already applied", dryRun ? "would apply" : "applied now", "stale", "failed"]
+        var rows = report.tables.keys.sorted().map { name -> [String] in
+            let c = report.tables[name]!
+            return [name, "\(c.inWindow)", "\(c.alreadyApplied)", "\(c.appliedNow)", "\(c.stale)", "\(c.failed)"]
+        }
+        let t = report.total
+        rows.append(["total", "\(t.inWindow)", "\(t.alreadyApplied)", "\(t.appliedNow)", "\(t.stale)", "\(t.failed)"])
+        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
+        for row in [header] + rows {
+            print(row.enumerated().map { i, cell in i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cell.count) + cell }.joined(separator: "  "))
+        }
+        if dryRun { print("dry run: nothing was applied") }
+    }
+}
+
+/// A progress bar on a terminal (stderr), plain lines otherwise.
+final class Progress {
+    let total: Int
+    let enabled: Bool
+    let tty = isatty(2) == 1
+    private var lastLine = 0
+
+    init(total: Int, enabled: Bool) {
+        self.total = total
+        self.enabled = enabled
+    }
+
+    func update(_ done: Int) {
+        guard enabled, total > 0 else { return }
+        let pct = min(100, done * 100 / total)
+        if tty {
+            let width = 30
+            let filled = width * pct / 100
+            FileHandle.standardError.write(Data("\rreplaying [\(String(repeating: "#", count: filled))\(String(repeating: " ", count: width - filled))] \(pct)% \(done)/\(total)".utf8))
+        } else if done - lastLine >= max(1, total / 10) || done == total {
+            lastLine = done
+            FileHandle.standardError.write(Data("replayed \(done) of \(total) changes\n".utf8))
+        }
+    }
+
+    func finish() {
+        if enabled && tty && total > 0 { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}

@@ -1,0 +1,184 @@
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import CDCR
+import Foundation
+import Testing
+
+/// The rows of `table` in `conn` as a JSON array, for comparing two databases by value.
+func tableRows(_ conn: PGConnection, _ table: String) throws -> JSONValue {
+    try JSONParser.parse(try conn.query("SELECT coalesce(jsonb_agg(t), '[]')::text FROM \(TableName(parsing: table).quoted) t").scalar ?? "[]")
+}
+
+/// A random workload of single-statement transactions on the fixture tables of `conn`.
+func sourceWorkload(_ conn: PGConnection, statements: Int, seed: UInt64) throws {
+    var rng = SplitMix64(seed: seed)
+    for i in 0..<statements {
+        let id = String(rng.next() % 200 + 1)
+        switch rng.next() % 10 {
+        case 0...3:
+            try conn.query("""
+                INSERT INTO public.orders (id, customer_id, status, amount, created_at, attrs) VALUES ($1, $2, 'new', $3, now(), '{"n": 1}')
+                ON CONFLICT (id) DO UPDATE SET status = 'reinserted', customer_id = EXCLUDED.customer_id
+                """, [id, String(i), "\(i % 1000).\(i % 90 + 10)"])
+        case 4...7:
+            try conn.query("UPDATE public.orders SET status = $2, amount = amount + 1, note = $3 WHERE id = $1", [id, "s\(i % 5)", i % 3 == 0 ? "n\(i)" : nil])
+        case 8:
+            try conn.query("DELETE FROM public.orders WHERE id = $1", [id])
+        default:
+            try conn.query("INSERT INTO public.order_items VALUES ($1, $2, 'SKU', 1, 1.50) ON CONFLICT (order_id, line_no) DO UPDATE SET qty = order_items.qty + 1",
+                           [id, String(rng.next() % 3 + 1)])
+        }
+    }
+}
+
+@Suite("gap filler: change log, relay, replay", .serialized)
+struct GapFillTests {
+    @Test("relay with dropped messages → the target drifts; replay closes the gap; a second replay applies nothing")
+    func replayClosesGap() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let common = ["--brokers", kafka.brokers, "--source", source, "--target", target, "--kafka-property", "log_level=3"]
+        let install = try CDCRProcess.run(["source", "install", "--tables", "public.orders,order_items"] + common)
+        #expect(install.status == 0, "\(install.stderr)")
+        // Idempotent.
+        #expect(try CDCRProcess.run(["source", "install", "--tables", "public.orders,order_items"] + common).status == 0)
+
+        let src = try PGConnection.connect(source)
+        let start = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").scalar!
+        try sourceWorkload(src, statements: 1_500, seed: 5)
+        let changes = try Expect.count(src, "SELECT count(*) FROM cdcr.change_log")
+        #expect(changes > 1_000, "most statements change a row")
+
+        try kafka.createTopic("relayed", partitions: 3)
+        try kafka.createTopic("lossy", partitions: 3)
+        let relay = try CDCRProcess.run(["relay", "--once", "--topic", "relayed"] + common)
+        #expect(relay.status == 0, "\(relay.stderr)")
+        // The test harness loses a quarter of the messages on the way (not a product feature).
+        let relayed = try kafka.read(topic: "relayed", count: changes)
+        #expect(relayed.count == changes)
+        var rng = SplitMix64(seed: 99)
+        let kept = relayed.filter { _ in rng.next() % 4 != 0 }
+        try kafka.send(kept.map { OutgoingMessage(topic: "lossy", partition: $0.partition, key: $0.key, value: $0.value) })
+        let run = try CDCRProcess.run(["run", "--topic", "lossy", "--group", "g", "--stop-when-caught-up"] + common)
+        #expect(run.status == 0, "\(run.stderr)")
+
+        let tgt = try PGConnection.connect(target)
+        let drift = try Expect.differences(tgt, table: "public.orders", expected: try tableRows(src, "public.orders"))
+            + Expect.differences(tgt, table: "public.order_items", expected: try tableRows(src, "public.order_items"))
+        #expect(drift > 0, "dropping messages made the target differ")
+
+        let end = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").scalar!
+        let human = ["replay", "--from", start, "--to", end] + common
+        let window = human + ["--json"]
+
+        // Dry run: reports, changes nothing.
+        let ledgerBefore = ledgerCount(target)
+        let dry = try CDCRProcess.run(window + ["--dry-run"])
+        #expect(dry.status == 0, "\(dry.stderr)")
+        let dryReport = try JSONParser.parse(dry.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(dryReport["dry_run"] == .bool(true))
+        #expect((dryReport["total"]?["applied_now"]?.int64Value ?? 0) > 0)
+        #expect(ledgerCount(target) == ledgerBefore)
+
+        let first = try CDCRProcess.run(window)
+        #expect(first.status == 0, "\(first.stderr)")
+        let report = try JSONParser.parse(first.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        let total = try #require(report["total"])
+        #expect(total["in_window"]?.int64Value == Int64(changes))
+        #expect(total["already_applied"]?.int64Value == Int64(kept.count))
+        #expect((total["applied_now"]?.int64Value ?? 0) + (total["stale"]?.int64Value ?? 0) == Int64(changes - kept.count))
+        #expect(total["failed"]?.int64Value == 0)
+        #expect(report["tables"]?["public.orders"] != nil && report["tables"]?["public.order_items"] != nil)
+
+        #expect(try Expect.differences(tgt, table: "public.orders", expected: try tableRows(src, "public.orders")) == 0)
+        #expect(try Expect.differences(tgt, table: "public.order_items", expected: try tableRows(src, "public.order_items")) == 0)
+
+        let second = try CDCRProcess.run(window)
+        let again = try JSONParser.parse(second.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(again["total"]?["applied_now"]?.int64Value == 0)
+        #expect(again["total"]?["already_applied"]?.int64Value == Int64(changes))
+
+        // Human output: a table with a total line.
+        let table = try CDCRProcess.run(human)
+        #expect(table.stdout.contains("already applied") && table.stdout.contains("total"), "\(table.stdout)")
+
+        #expect(try CDCRProcess.run(["source", "uninstall"] + common).status == 0)
+        #expect(try Expect.count(src, "SELECT count(*) FROM pg_trigger WHERE tgname = 'cdcr_capture'") == 0)
+    }
+
+    @Test("a window older than the ledger retention is refused with a reason")
+    func retentionRefusal() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let r = try CDCRProcess.run(["replay", "--from", "2020-01-01T00:00:00Z", "--to", "2020-01-02T00:00:00Z",
+                                     "--source", source, "--target", target])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("retention") && r.stderr.contains("cdcr verify"))
+        let bad = try CDCRProcess.run(["replay", "--from", "yesterday", "--to", "2020-01-02T00:00:00Z", "--source", source, "--target", target])
+        #expect(bad.status != 0 && bad.stderr.contains("--from"))
+    }
+
+    @Test("relay waits for a transaction that committed late, and then publishes it")
+    func relayLateCommit() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let common = ["--brokers", kafka.brokers, "--source", source, "--topic", "late", "--kafka-property", "log_level=3"]
+        try kafka.createTopic("late")
+        #expect(try CDCRProcess.run(["source", "install", "--tables", "public.orders"] + common).status == 0)
+        let longTx = try PGConnection.connect(source)
+        let other = try PGConnection.connect(source)
+        try longTx.execute("BEGIN")
+        try longTx.query("INSERT INTO public.orders (id, status) VALUES (1, 'long')")  // draws the smaller change_id
+        try other.query("INSERT INTO public.orders (id, status) VALUES (2, 'quick')")   // commits first
+        #expect(try CDCRProcess.run(["relay", "--once"] + common).status == 0)
+        try longTx.execute("COMMIT")
+        #expect(try CDCRProcess.run(["relay", "--once"] + common).status == 0)
+        let messages = try kafka.read(topic: "late", count: 2, timeout: .seconds(15))
+        let ids = Set(messages.compactMap { m in m.value.flatMap { try? JSONParser.parse(bytes: $0) }?["key"]?["id"]?.int64Value })
+        #expect(ids == [1, 2], "the late-committed change was not skipped")
+    }
+
+    @Test("change_id grows in commit order for each row, under concurrent writers")
+    func changeIDOrderUnderConcurrency() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src")
+        let setup = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: setup, tables: [TableName(parsing: "public.orders")])
+        try setup.execute("INSERT INTO public.orders (id, customer_id) SELECT g, 0 FROM generate_series(1, 5) g")
+        let urls = [source, source, source]
+        let group = DispatchGroup()
+        for (w, url) in urls.enumerated() {
+            group.enter()
+            Thread.detachNewThread {
+                defer { group.leave() }
+                guard let c = try? PGConnection.connect(url) else { return }
+                var rng = SplitMix64(seed: UInt64(w + 1))
+                for i in 0..<150 {
+                    let id = String(rng.next() % 5 + 1)
+                    // Each writer bumps the row inside a transaction that lingers, so writers queue on the row lock.
+                    _ = try? c.execute("BEGIN")
+                    _ = try? c.query("UPDATE public.orders SET customer_id = customer_id + 1, status = $2 WHERE id = $1", [id, "w\(w)-\(i)"])
+                    if i % 7 == 0 { usleep(2_000) }
+                    _ = try? c.execute("COMMIT")
+                }
+            }
+        }
+        group.wait()
+        // The newest change_id of each row carries the row's final state; and along change_id the
+        // counter only ever increases by one, i.e. change_id order is the row's commit order.
+        let rows = try setup.query("""
+            SELECT (key->>'id')::int, array_agg((data->>'customer_id')::int ORDER BY change_id)
+            FROM cdcr.change_log WHERE operation = 'UPDATE' GROUP BY 1
+            """)
+        #expect(rows.count == 5)
+        for r in rows.rows {
+            let seq = (r[1] ?? "{}").dropFirst().dropLast().split(separator: ",").compactMap { Int($0) }
+            #expect(seq == Array(1...seq.count), "row \(r[0]!): counter values in change_id order \(seq.prefix(20))…")
+        }
+    }
+}
