@@ -62,7 +62,7 @@ struct GapFillTests {
         var rng = SplitMix64(seed: 99)
         let kept = relayed.filter { _ in rng.next() % 4 != 0 }
         try kafka.send(kept.map { OutgoingMessage(topic: "lossy", partition: $0.partition, key: $0.key, value: $0.value) })
-        let run = try CDCRProcess.run(["run", "--topic", "lossy", "--group", "g", "--stop-when-caught-up"] + common)
+        let run = try CDCRProcess.run(["run", "--topic", "lossy", "--group", "g", "--stop-when-caught-up", "--no-gap-fill"] + common)
         #expect(run.status == 0, "\(run.stderr)")
 
         let tgt = try PGConnection.connect(target)
@@ -180,5 +180,87 @@ struct GapFillTests {
             let seq = (r[1] ?? "{}").dropFirst().dropLast().split(separator: ",").compactMap { Int($0) }
             #expect(seq == Array(1...seq.count), "row \(r[0]!): counter values in change_id order \(seq.prefix(20))…")
         }
+    }
+}
+
+/// Publishes change-log rows after `after` to `topic`, dropping some on the way (test harness).
+func publishLossy(_ src: PGConnection, kafka: TestKafka, topic: String, after: Int64, keepOneIn4: inout SplitMix64) throws -> (last: Int64, dropped: Int) {
+    let rows = try src.query("SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE change_id > $1 ORDER BY change_id", [String(after)])
+    let entries = SourceChangeLog.entries(rows)
+    var dropped = 0
+    var out: [OutgoingMessage] = []
+    for e in entries {
+        if keepOneIn4.next() % 4 == 0 { dropped += 1; continue }
+        out.append(OutgoingMessage(topic: topic, key: Array(e.key.utf8), value: Array(e.nativeJSON.utf8)))
+    }
+    try kafka.send(out)
+    return (entries.last?.changeID ?? after, dropped)
+}
+
+@Suite("scheduled gap filling inside cdcr run", .serialized)
+struct ScheduledGapFillTests {
+    @Test("drops are caught within interval + settle while the stream keeps flowing")
+    func catchesDrops() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders"), TableName(parsing: "public.order_items")])
+        try kafka.createTopic("flow", partitions: 2)
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "flow", "--group", "flow", "--source", source,
+                                             "--target", target, "--gap-fill-interval", "2", "--gap-fill-window", "30",
+                                             "--gap-fill-settle", "1", "--kafka-property", "log_level=3"])
+        var rng = SplitMix64(seed: 3)
+        var last: Int64 = 0
+        var dropped = 0
+        for round in 0..<6 {
+            try sourceWorkload(src, statements: 150, seed: UInt64(round + 100))
+            let r = try publishLossy(src, kafka: kafka, topic: "flow", after: last, keepOneIn4: &rng)
+            last = r.last
+            dropped += r.dropped
+            usleep(500_000)
+        }
+        #expect(dropped > 0)
+        let tgt = try PGConnection.connect(target)
+        // interval (2 s) + settle (1 s) + a pass's own time, with margin for a loaded machine.
+        let converged = try waitUntil(timeout: .seconds(30)) {
+            (try? Expect.differences(tgt, table: "public.orders", expected: try tableRows(src, "public.orders"))) == 0
+                && (try? Expect.differences(tgt, table: "public.order_items", expected: try tableRows(src, "public.order_items"))) == 0
+        }
+        applier.signal(SIGTERM)
+        #expect(applier.wait(timeout: .seconds(30)) == 0)
+        #expect(converged, "\(applier.stderr.suffix(3000))")
+        #expect(applier.stderr.contains("gap filler applied changes the stream had missed"))
+        // The last covered window is remembered in the target.
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.gap_fill_state WHERE window_end > window_start") == 1)
+        #expect(ledgerCount(target) == Int(try Expect.count(src, "SELECT count(*) FROM cdcr.change_log")))
+    }
+
+    @Test("a change whose transaction commits after its window was scanned is still replayed")
+    func lateCommit() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
+        try kafka.createTopic("quiet")
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "quiet", "--group", "quiet", "--source", source,
+                                             "--target", target, "--gap-fill-interval", "1", "--gap-fill-window", "2",
+                                             "--gap-fill-settle", "1", "--kafka-property", "log_level=3"])
+        let longTx = try PGConnection.connect(source)
+        try longTx.execute("BEGIN")
+        try longTx.query("INSERT INTO public.orders (id, status) VALUES (999, 'written early, committed late')")
+        sleep(6)  // several passes scan (and pass) the window holding this write while it is invisible
+        try src.query("INSERT INTO public.orders (id, status) VALUES (1000, 'meanwhile')")
+        try longTx.execute("COMMIT")
+        let tgt = try PGConnection.connect(target)
+        let found = try waitUntil(timeout: .seconds(20)) { (try? Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE id IN (999, 1000)")) == 2 }
+        applier.signal(SIGTERM)
+        #expect(applier.wait(timeout: .seconds(30)) == 0)
+        #expect(found, "\(applier.stderr.suffix(3000))")
+        #expect(try Expect.count(src, "SELECT count(*) FROM cdcr.change_log WHERE key->>'id' = '999' AND committed_at < now() - interval '5 seconds'") == 1,
+                "the change's committed_at is its write time, long before the commit")
     }
 }

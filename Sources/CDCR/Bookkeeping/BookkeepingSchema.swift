@@ -23,6 +23,17 @@ public enum BookkeepingSchema {
         ) WITH (fillfactor = 80);  -- room for HOT updates: versions change in place, the key never does
         CREATE INDEX row_versions_tombstones ON cdcr.row_versions (updated_at) WHERE deleted;
         """,
+        """
+        CREATE TABLE cdcr.gap_fill_state (
+            id           int PRIMARY KEY DEFAULT 1 CHECK (id = 1),
+            window_start timestamptz NOT NULL,
+            window_end   timestamptz NOT NULL,      -- the next window starts here at the latest
+            scan_xmin    bigint NOT NULL,           -- transactions from here on were still open at the scan
+            changes      bigint NOT NULL,
+            applied      bigint NOT NULL,
+            finished_at  timestamptz NOT NULL DEFAULT now()
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

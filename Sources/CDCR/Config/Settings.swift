@@ -36,6 +36,8 @@ public struct Settings: Sendable {
     /// Cap of the exponential backoff between retries of a transient failure.
     public var retryMaxBackoffMs = 30_000
     public var logLevel = "info"
+    /// Scheduled gap filling inside `cdcr run` (needs `source_url`); see GapFillService.
+    public var gapFill = GapFillSettings()
 
     public init() {}
 
@@ -49,4 +51,15 @@ public struct Settings: Sendable {
     public func kafkaClientProperties(extra: [(String, String)] = []) -> [(String, String)] {
         [("bootstrap.servers", brokers), ("log_level", "4")] + extra + kafkaProperties
     }
+}
+
+/// `gap_fill` settings: every `intervalSeconds`, replay the change-log window of `windowSeconds`
+/// that ends `settleSeconds` ago. Windows overlap when the window is longer than the interval.
+public struct GapFillSettings: Sendable {
+    public var enabled = true
+    public var intervalSeconds = 60
+    public var windowSeconds = 600
+    public var settleSeconds = 30
+
+    public init() {}
 }

@@ -29,6 +29,9 @@ public struct SettingsOverrides: Sendable {
     public var batchMaxWaitMs: Int?
     public var applyTruncate: Bool?
     public var logLevel: String?
+    public var gapFillInterval: Int?
+    public var gapFillWindow: Int?
+    public var gapFillSettle: Int?
 
     public init() {}
 }
@@ -89,6 +92,20 @@ public enum SettingsLoader {
             case "ledger_retention_days": s.ledgerRetentionDays = try int(value, where_)
             case "retry_max_backoff_ms": s.retryMaxBackoffMs = try int(value, where_)
             case "log_level": s.logLevel = try string(value, where_)
+            case "gap_fill":
+                guard let g = value.objectMembers else { throw ConfigError(where_, "must be an object") }
+                for (k, v) in g {
+                    let name = "gap_fill.\(k) (in \(path))"
+                    switch k {
+                    case "enabled":
+                        guard case let .bool(b) = v else { throw ConfigError(name, "must be true or false") }
+                        s.gapFill.enabled = b
+                    case "interval_seconds": s.gapFill.intervalSeconds = try int(v, name)
+                    case "window_seconds": s.gapFill.windowSeconds = try int(v, name)
+                    case "settle_seconds": s.gapFill.settleSeconds = try int(v, name)
+                    default: throw ConfigError(name, "unknown setting")
+                    }
+                }
             default:
                 // Sections of later features are accepted by their own loaders.
                 if extensionSections.contains(key) { continue }
@@ -98,7 +115,7 @@ public enum SettingsLoader {
     }
 
     /// Top-level sections read by other components (kept here so a typo still fails loudly).
-    static let extensionSections: Set<String> = ["gap_fill", "admin", "verify", "lag", "source_tables", "$comment"]
+    static let extensionSections: Set<String> = ["admin", "verify", "lag", "source_tables", "$comment"]
 
     static func applyEnvironment(_ env: [String: String], to s: inout Settings) throws(ConfigError) {
         if let v = env["CDCR_BROKERS"] { s.brokers = v }
@@ -112,6 +129,9 @@ public enum SettingsLoader {
         if let v = env["CDCR_BATCH_MAX_EVENTS"] { s.batchMaxEvents = try int(.string(v), "CDCR_BATCH_MAX_EVENTS") }
         if let v = env["CDCR_BATCH_MAX_WAIT_MS"] { s.batchMaxWaitMs = try int(.string(v), "CDCR_BATCH_MAX_WAIT_MS") }
         if let v = env["CDCR_LOG_LEVEL"] { s.logLevel = v }
+        if let v = env["CDCR_GAP_FILL_INTERVAL"] { s.gapFill.intervalSeconds = try int(.string(v), "CDCR_GAP_FILL_INTERVAL") }
+        if let v = env["CDCR_GAP_FILL_WINDOW"] { s.gapFill.windowSeconds = try int(.string(v), "CDCR_GAP_FILL_WINDOW") }
+        if let v = env["CDCR_GAP_FILL_SETTLE"] { s.gapFill.settleSeconds = try int(.string(v), "CDCR_GAP_FILL_SETTLE") }
     }
 
     static func applyOverrides(_ o: SettingsOverrides, to s: inout Settings) throws(ConfigError) {
@@ -133,6 +153,9 @@ public enum SettingsLoader {
         if let v = o.batchMaxWaitMs { s.batchMaxWaitMs = v }
         if let v = o.applyTruncate { s.applyTruncate = v }
         if let v = o.logLevel { s.logLevel = v }
+        if let v = o.gapFillInterval { s.gapFill.intervalSeconds = v }
+        if let v = o.gapFillWindow { s.gapFill.windowSeconds = v }
+        if let v = o.gapFillSettle { s.gapFill.settleSeconds = v }
     }
 
     static func validate(_ s: Settings) throws(ConfigError) {
@@ -146,6 +169,15 @@ public enum SettingsLoader {
             throw ConfigError("batch.max_wait_ms (--batch-max-wait-ms, CDCR_BATCH_MAX_WAIT_MS)", "must be between 1 and 600000, got \(s.batchMaxWaitMs)")
         }
         if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
+        let g = s.gapFill
+        if g.intervalSeconds < 1 { throw ConfigError("gap_fill.interval_seconds (--gap-fill-interval)", "must be at least 1") }
+        if g.windowSeconds < g.intervalSeconds {
+            throw ConfigError("gap_fill.window_seconds (--gap-fill-window)", "must be at least the interval (\(g.intervalSeconds) s) or windows would leave gaps")
+        }
+        if g.settleSeconds < 0 { throw ConfigError("gap_fill.settle_seconds (--gap-fill-settle)", "must not be negative") }
+        if g.windowSeconds + g.settleSeconds > s.ledgerRetentionDays * 86_400 {
+            throw ConfigError("gap_fill.window_seconds", "window plus settle reaches past the ledger retention")
+        }
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s.logLevel) {
             throw ConfigError("log_level", "'\(s.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }

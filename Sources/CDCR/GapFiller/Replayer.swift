@@ -75,12 +75,18 @@ public final class Replayer {
 
     /// Streams the window in change_id order, in chunks, and applies (or, dry, only evaluates) them.
     public func run(from: String, to: String, tables: [TableName], dryRun: Bool, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
+        let (filter, params) = Self.filter(from: from, to: to, tables: tables)
+        return try run(filter: filter, params: params, dryRun: dryRun, progress: progress)
+    }
+
+    /// Replays the change-log rows matching `filter` (a WHERE clause over cdcr.change_log with
+    /// `params` bound as $1…), in change_id order.
+    func run(filter: String, params: [String?], dryRun: Bool, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
         var report = ReplayReport()
         var last: Int64 = 0
-        let (filter, params) = Self.filter(from: from, to: to, tables: tables)
         while true {
             let rows = try source.query(
-                "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE \(filter) AND change_id > $\(params.count + 1) ORDER BY change_id LIMIT \(chunkSize)",
+                "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE (\(filter)) AND change_id > $\(params.count + 1) ORDER BY change_id LIMIT \(chunkSize)",
                 params + [String(last)])
             let entries = SourceChangeLog.entries(rows)
             guard let tail = entries.last else { break }

@@ -131,9 +131,9 @@ public enum SourceChangeLog {
         }
     }
 
-    static let columns = "change_id, table_name, operation, key::text, data::text, to_char(committed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), txid"
+    public static let columns = "change_id, table_name, operation, key::text, data::text, to_char(committed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), txid"
 
-    static func entries(_ rows: PGRows) -> [Entry] {
+    public static func entries(_ rows: PGRows) -> [Entry] {
         rows.rows.map { r in
             Entry(changeID: Int64(r[0]!)!, table: r[1]!, operation: r[2]!, key: r[3]!, data: r[4], committedAt: r[5]!, txid: Int64(r[6]!)!)
         }

@@ -34,6 +34,18 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Apply Debezium truncate events (default: ignore and count them).")
     var applyTruncate = false
 
+    @Option(help: "Gap filling: seconds between passes over the source change log (needs --source) (CDCR_GAP_FILL_INTERVAL).")
+    var gapFillInterval: Int?
+
+    @Option(help: "Gap filling: length of the window each pass replays, seconds (CDCR_GAP_FILL_WINDOW).")
+    var gapFillWindow: Int?
+
+    @Option(help: "Gap filling: how long ago the window ends, seconds (CDCR_GAP_FILL_SETTLE).")
+    var gapFillSettle: Int?
+
+    @Flag(help: "Do not run the gap filler even when a source is configured.")
+    var noGapFill = false
+
     func run() async throws {
         let settings = try global.settings { o in
             o.format = format
@@ -42,12 +54,21 @@ struct RunCommand: AsyncParsableCommand {
             o.batchMaxEvents = batchMaxEvents
             o.batchMaxWaitMs = batchMaxWaitMs
             if applyTruncate { o.applyTruncate = true }
+            o.gapFillInterval = gapFillInterval
+            o.gapFillWindow = gapFillWindow
+            o.gapFillSettle = gapFillSettle
         }
         guard settings.targetURL != nil else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
         let logger = Logs.logger(settings)
         let applier = ApplierService(settings: settings, logger: logger, stopWhenCaughtUp: stopWhenCaughtUp)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            .init(service: applier, successTerminationBehavior: .gracefullyShutdownGroup),
+        ]
+        if settings.sourceURL != nil && settings.gapFill.enabled && !noGapFill {
+            services.append(.init(service: GapFillService(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
+        }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: applier, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: services,
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger
         ))

@@ -1,0 +1,121 @@
+import CDCCore
+import CDCPostgres
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// Scheduled gap filling inside `cdcr run`: every interval, replay the change-log window that ends
+/// `settle` ago through the applier. The stream and the gap filler meet in the ledger and the
+/// version guard, so a change arriving from both is applied once and an old one never overwrites a
+/// newer one.
+///
+/// Late commits: `committed_at` is when a row was written, but its transaction may commit long
+/// after its window was scanned. Each pass records the oldest transaction still open at scan time
+/// (`scan_xmin`); the next pass also takes every change of a transaction from `scan_xmin` on whose
+/// `committed_at` lies before its window — exactly the ones that were invisible last time.
+public final class GapFillScheduler {
+    private let settings: Settings
+    private let logger: Logger
+    private let stop: StopSignal
+    /// Called after each pass with its report (metrics, tests).
+    public var onPass: ((ReplayReport) -> Void)?
+
+    public init(settings: Settings, logger: Logger, stop: StopSignal) {
+        self.settings = settings
+        self.logger = logger
+        self.stop = stop
+    }
+
+    public func run() throws {
+        guard let sourceURL = settings.sourceURL, let targetURL = settings.targetURL else { return }
+        let g = settings.gapFill
+        var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+        var conns: (PGConnection, PGConnection, DeadLetterWriter?)?
+        logger.info("gap filler started", metadata: ["interval_s": "\(g.intervalSeconds)", "window_s": "\(g.windowSeconds)", "settle_s": "\(g.settleSeconds)"])
+        while !stop.isStopped {
+            do {
+                if conns == nil {
+                    let target = try TargetConnection.open(targetURL, applicationName: "cdcr-gap-fill")
+                    try BookkeepingSchema.install(on: target)
+                    conns = (try PGConnection.connect(sourceURL), target, try? DeadLetterWriter(settings: settings))
+                }
+                let (source, target, dead) = conns!
+                try pass(source: source, target: target, deadLetters: dead)
+                backoff.reset()
+                stop.sleep(ms: g.intervalSeconds * 1000)
+            } catch {
+                guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
+                logger.warning("gap fill pass failed, retrying", metadata: ["error": "\(error)", "reason": "\(reason)"])
+                RetryCounter.shared.increment(reason)
+                conns?.2?.close()
+                conns = nil
+                stop.sleep(ms: backoff.next())
+            }
+        }
+    }
+
+    /// One pass over the window ending `settle` ago (and the late commits of the previous pass).
+    func pass(source: PGConnection, target: PGConnection, deadLetters: DeadLetterWriter?) throws {
+        let g = settings.gapFill
+        let state = try target.query("SELECT window_end::text, scan_xmin FROM cdcr.gap_fill_state WHERE id = 1").rows.first
+        // The source's clock: committed_at is written by it.
+        let bounds = try source.query("""
+            SELECT (now() - make_interval(secs => $1::int))::text,
+                   (now() - make_interval(secs => $1::int + $2::int))::text,
+                   (now() - make_interval(days => $3::int) + interval '1 hour')::text
+            """, [String(g.settleSeconds), String(g.windowSeconds), String(settings.ledgerRetentionDays)]).rows[0]
+        let end = bounds[0]!
+        var start = bounds[1]!
+        if let previousEnd = state?[0] {
+            // After downtime longer than the window, continue where the last pass ended (never skip),
+            // but never before the ledger retention.
+            start = try source.query("SELECT least($1::timestamptz, $2::timestamptz)::text", [start, previousEnd]).scalar!
+            start = try source.query("SELECT greatest($1::timestamptz, $2::timestamptz)::text", [start, bounds[2]!]).scalar!
+        }
+        let scanXmin = try SourceChangeLog.txidHorizon(on: source)
+        let previousXmin = state?[1] ?? String(Int64.max)
+        let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
+                                deadLetters: deadLetters, settings: settings, logger: logger)
+        let report = try replayer.run(
+            filter: "(committed_at >= $1::timestamptz AND committed_at < $2::timestamptz) OR (txid >= $3::bigint AND committed_at < $1::timestamptz)",
+            params: [start, end, previousXmin], dryRun: false)
+        try target.query("""
+            INSERT INTO cdcr.gap_fill_state (id, window_start, window_end, scan_xmin, changes, applied)
+            VALUES (1, $1, $2, $3, $4, $5)
+            ON CONFLICT (id) DO UPDATE SET window_start = EXCLUDED.window_start, window_end = EXCLUDED.window_end,
+                scan_xmin = EXCLUDED.scan_xmin, changes = EXCLUDED.changes, applied = EXCLUDED.applied, finished_at = now()
+            """, [start, end, String(scanXmin), String(report.total.inWindow), String(report.total.appliedNow)])
+        let t = report.total
+        if t.appliedNow > 0 || t.failed > 0 {
+            logger.warning("gap filler applied changes the stream had missed", metadata: [
+                "window_start": "\(start)", "window_end": "\(end)", "counts": "\(t.json)",
+            ])
+        } else {
+            logger.debug("gap fill pass", metadata: ["window_start": "\(start)", "window_end": "\(end)", "counts": "\(t.json)"])
+        }
+        onPass?(report)
+    }
+}
+
+/// The gap filler as a lifecycle service next to the applier.
+public final class GapFillService: Service, Sendable {
+    private let settings: Settings
+    private let logger: Logger
+    private let stop = StopSignal()
+
+    public init(settings: Settings, logger: Logger) {
+        self.settings = settings
+        self.logger = logger
+    }
+
+    public func run() async throws {
+        let (settings, logger, stop) = (self.settings, self.logger, self.stop)
+        try await withGracefulShutdownHandler {
+            try await BlockingExecutor.run(name: "cdcr-gap-fill") {
+                try GapFillScheduler(settings: settings, logger: logger, stop: stop).run()
+            }
+        } onGracefulShutdown: {
+            stop.stop()
+        }
+    }
+}
