@@ -6,8 +6,8 @@ import Logging
 /// and ledger entries commit together or not at all.
 ///
 /// Fast path: the whole batch set-based (see `StageStatements`). When the target refuses it for a
-/// permanent reason, the batch is re-run with each change inside its own savepoint, so only the
-/// poison changes are set aside and the rest of the batch still commits.
+/// permanent reason, the batch is re-run bisecting under savepoints, so only the poison changes are
+/// set aside and the rest of the batch still commits.
 ///
 /// Not thread-safe: one applier per connection, used from the thread that owns the connection.
 public final class BatchApplier {
@@ -106,17 +106,7 @@ public final class BatchApplier {
         for step in steps {
             switch step {
             case let .changes(changes) where isolated:
-                for change in changes {
-                    try conn.execute("SAVEPOINT cdcr_change")
-                    do {
-                        try execute(BatchPlanner.plan([change]), outcomes: &outcomes)
-                        try conn.execute("RELEASE SAVEPOINT cdcr_change")
-                    } catch {
-                        guard case let .poison(p) = ErrorClassifier.classify(error) else { throw error }
-                        try conn.execute("ROLLBACK TO SAVEPOINT cdcr_change")
-                        outcomes[change.eventIndex] = .deadLettered(p)
-                    }
-                }
+                try isolate(changes[...], outcomes: &outcomes)
             case let .changes(changes):
                 let plan = BatchPlanner.plan(changes)
                 mark("plan")
@@ -134,6 +124,28 @@ public final class BatchApplier {
         try settleLedger(items, outcomes: outcomes, claimed: claimed)
         mark("ledger_settle")
         return outcomes.map { $0 ?? .stale }
+    }
+
+    /// Applies `changes` under a savepoint; when the target refuses them, splits them in halves and
+    /// tries each half (left first, so a key's changes keep their order), down to single changes,
+    /// which are dead-lettered. k poison changes in a batch of n cost O(k log n) attempts, not n.
+    private func isolate(_ changes: ArraySlice<ResolvedChange>, outcomes: inout [EventOutcome?]) throws {
+        guard !changes.isEmpty else { return }
+        try conn.execute("SAVEPOINT cdcr_isolate")
+        do {
+            try execute(BatchPlanner.plan(Array(changes)), outcomes: &outcomes)
+            try conn.execute("RELEASE SAVEPOINT cdcr_isolate")
+        } catch {
+            guard case let .poison(p) = ErrorClassifier.classify(error) else { throw error }
+            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_isolate; RELEASE SAVEPOINT cdcr_isolate")
+            if changes.count == 1 {
+                outcomes[changes.first!.eventIndex] = .deadLettered(p)
+                return
+            }
+            let mid = changes.startIndex + changes.count / 2
+            try isolate(changes[changes.startIndex..<mid], outcomes: &outcomes)
+            try isolate(changes[mid...], outcomes: &outcomes)
+        }
     }
 
     /// Stages, guards and merges each table's rows; marks members applied or stale.

@@ -30,24 +30,23 @@ public final class GapFillScheduler {
         guard let sourceURL = settings.sourceURL, let targetURL = settings.targetURL else { return }
         let g = settings.gapFill
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
-        var conns: (PGConnection, PGConnection, DeadLetterWriter?)?
+        var conns: (PGConnection, PGConnection)?
         logger.info("gap filler started", metadata: ["interval_s": "\(g.intervalSeconds)", "window_s": "\(g.windowSeconds)", "settle_s": "\(g.settleSeconds)"])
         while !stop.isStopped {
             do {
                 if conns == nil {
                     let target = try TargetConnection.open(targetURL, applicationName: "cdcr-gap-fill")
                     try BookkeepingSchema.install(on: target)
-                    conns = (try PGConnection.connect(sourceURL), target, try? DeadLetterWriter(settings: settings))
+                    conns = (try PGConnection.connect(sourceURL), target)
                 }
-                let (source, target, dead) = conns!
-                try pass(source: source, target: target, deadLetters: dead)
+                let (source, target) = conns!
+                try pass(source: source, target: target)
                 backoff.reset()
                 stop.sleep(ms: g.intervalSeconds * 1000)
             } catch {
                 guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
                 logger.warning("gap fill pass failed, retrying", metadata: ["error": "\(error)", "reason": "\(reason)"])
                 RetryCounter.shared.increment(reason)
-                conns?.2?.close()
                 conns = nil
                 stop.sleep(ms: backoff.next())
             }
@@ -55,7 +54,7 @@ public final class GapFillScheduler {
     }
 
     /// One pass over the window ending `settle` ago (and the late commits of the previous pass).
-    func pass(source: PGConnection, target: PGConnection, deadLetters: DeadLetterWriter?) throws {
+    func pass(source: PGConnection, target: PGConnection) throws {
         let g = settings.gapFill
         let state = try target.query("SELECT window_end::text, scan_xmin FROM cdcr.gap_fill_state WHERE id = 1").rows.first
         // The source's clock: committed_at is written by it.
@@ -74,8 +73,10 @@ public final class GapFillScheduler {
         }
         let scanXmin = try SourceChangeLog.txidHorizon(on: source)
         let previousXmin = state?[1] ?? String(Int64.max)
+        let settings = self.settings
         let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
-                                deadLetters: deadLetters, settings: settings, logger: logger)
+                                settings: settings, logger: logger) { try DeadLetterWriter(settings: settings) }
+        defer { replayer.close() }
         let report = try replayer.run(
             filter: "(committed_at >= $1::timestamptz AND committed_at < $2::timestamptz) OR (txid >= $3::bigint AND committed_at < $1::timestamptz)",
             params: [start, end, previousXmin], dryRun: false)

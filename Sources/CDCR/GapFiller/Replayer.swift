@@ -41,15 +41,18 @@ public struct ReplayRefused: Error, CustomStringConvertible {
 public final class Replayer {
     private let source: PGConnection
     private let applier: BatchApplier
-    private let deadLetters: DeadLetterWriter?
+    /// Opened on the first failed change only, so a replay that needs no dead letters needs no broker.
+    private let makeDeadLetters: () throws -> DeadLetterWriter?
+    private var deadLetters: DeadLetterWriter?
     private let settings: Settings
     private let logger: Logger
     public var chunkSize = 5_000
 
-    public init(source: PGConnection, applier: BatchApplier, deadLetters: DeadLetterWriter?, settings: Settings, logger: Logger) {
+    public init(source: PGConnection, applier: BatchApplier, settings: Settings, logger: Logger,
+                deadLetters: @escaping () throws -> DeadLetterWriter? = { nil }) {
         self.source = source
         self.applier = applier
-        self.deadLetters = deadLetters
+        self.makeDeadLetters = deadLetters
         self.settings = settings
         self.logger = logger
     }
@@ -104,11 +107,17 @@ public final class Replayer {
                     dead.append((m, p, String(e.changeID)))
                 }
             }
-            if !dead.isEmpty, let deadLetters { try deadLetters.write(dead) }
+            if !dead.isEmpty {
+                if deadLetters == nil { deadLetters = try makeDeadLetters() }
+                try deadLetters?.write(dead)
+            }
             progress(report.total.inWindow)
         }
         return report
     }
+
+    /// Closes the dead-letter producer, if one was opened.
+    public func close() { deadLetters?.close() }
 
     static func filter(from: String, to: String, tables: [TableName]) -> (String, [String?]) {
         var sql = "committed_at >= $1::timestamptz AND committed_at < $2::timestamptz"

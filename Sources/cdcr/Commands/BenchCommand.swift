@@ -38,6 +38,9 @@ struct ApplyBench: ParsableCommand {
 
     static let partitions = 32
 
+    @Option(help: "Missing changes replayed in (d).")
+    var replayChanges = 100_000
+
     @Option(help: "Batch size for (a).")
     var batchMaxEvents = 20_000
 
@@ -130,11 +133,43 @@ struct ApplyBench: ParsableCommand {
         print("(c) naive per-event: \(fmt(rateC)) events/s  (\(naiveSample)-event sample)")
         producer.close()
 
+        // (d) gap filling: `cdcr replay` of changes the target never received, from the source change log.
+        let rateD = try replay(workload: workload, freshDB: freshDB, exe: self_)
+        print("(d) replay of \(replayChanges) missing changes: \(fmt(rateD)) events/s")
+
         print("")
         print("ratio (a)/(b) = \(String(format: "%.2f", rateA / rateB))   target ≥ 0.5")
         print("ratio (a)/(c) = \(String(format: "%.1f", rateA / rateC))   target ≥ 20")
+        print("ratio (d)/(a) = \(String(format: "%.2f", rateD / rateA))   target ≥ 0.8 (replay vs applier)")
         print("peak RSS of (a) = \(rssKB / 1024) MB with a \(events)-event backlog   target ≤ 300 MB")
-        for db in ["cdcr_bench_a", "cdcr_bench_b", "cdcr_bench_c"] { try admin.execute("DROP DATABASE IF EXISTS \(db)") }
+        for db in ["cdcr_bench_a", "cdcr_bench_b", "cdcr_bench_c", "cdcr_bench_src", "cdcr_bench_d"] { try admin.execute("DROP DATABASE IF EXISTS \(db)") }
+    }
+
+    /// Fills a source change log with the workload's first `replayChanges` changes and times
+    /// `cdcr replay` over them into an empty target.
+    private func replay(workload: BenchWorkload, freshDB: (String) throws -> String, exe: String) throws -> Double {
+        let srcURL = try freshDB("cdcr_bench_src")
+        let src = try PGConnection.connect(srcURL)
+        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
+        let now = Int64(Date().timeIntervalSince1970 * 1_000_000)
+        let iso = { (micros: Int64) in CivilTime.timestampString(micros: micros) + "Z" }
+        var data: [UInt8] = []
+        for e in workload.events.prefix(replayChanges) {
+            let json = try JSONParser.parse(workload.nativeJSON(e))
+            CopyText.appendRow([String(e.seq), "public.orders", json["operation"]!.stringValue!, json["key"]!.serialized,
+                                json["data"]!.isNull ? nil : json["data"]!.serialized, iso(now), "1"], to: &data)
+        }
+        try src.copyIn("COPY cdcr.change_log (change_id, table_name, operation, key, data, committed_at, txid) FROM STDIN", data: data)
+        let tgtURL = try freshDB("cdcr_bench_d")
+        let start = ContinuousClock.now
+        let (status, output, _) = try Self.runChild([exe, "replay", "--source", srcURL, "--target", tgtURL, "--from", iso(now - 3_600_000_000),
+                                                     "--to", iso(now + 3_600_000_000), "--json", "--log-level", "warning"])
+        let took = (ContinuousClock.now - start).benchSeconds
+        guard status == 0, let report = try? JSONParser.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)),
+              report["total"]?["in_window"]?.int64Value == Int64(replayChanges) else {
+            throw ValidationError("(d) replay failed with status \(status): \(output)")
+        }
+        return Double(replayChanges) / took
     }
 
     private func naive(cluster: MockCluster, producer: KafkaProducer, workload: BenchWorkload, url: String) throws -> Double {

@@ -121,16 +121,15 @@ struct ReplayCommand: ParsableCommand {
             let source = try PGConnection.connect(sourceURL)
             let target = try TargetConnection.open(targetURL)
             try BookkeepingSchema.install(on: target)
-            let deadLetters = dryRun ? nil : try? DeadLetterWriter(settings: settings)
             let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
-                                    deadLetters: deadLetters, settings: settings, logger: logger)
+                                    settings: settings, logger: logger) { try DeadLetterWriter(settings: settings) }
             try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
             let iso = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
             let total = try replayer.count(from: iso.0, to: iso.1, tables: tableNames)
             let progress = Progress(total: total, enabled: !json)
             report = try replayer.run(from: iso.0, to: iso.1, tables: tableNames, dryRun: dryRun) { progress.update($0) }
             progress.finish()
-            deadLetters?.close()
+            replayer.close()
         } catch let refused as ReplayRefused {
             fail("replay refused: \(refused)")
         } catch {
