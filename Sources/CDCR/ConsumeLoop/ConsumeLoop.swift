@@ -151,18 +151,9 @@ public final class ConsumeLoop {
     /// Decoding is pure and per message, so a large batch is split across the cores while the
     /// database waits anyway (the loop is sequential: decode, then apply).
     static func decodeInParallel(_ batch: [KafkaMessage], _ decoder: EventDecoder) -> [Result<DecodedMessage, PoisonError>] {
-        let decodeOne = { @Sendable (m: KafkaMessage) in
+        parallelMap(batch) { m in
             Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
         }
-        let workers = min(ProcessInfo.processInfo.activeProcessorCount, max(1, batch.count / 2_000))
-        guard workers > 1 else { return batch.map(decodeOne) }
-        let chunk = (batch.count + workers - 1) / workers
-        let parts = DecodedParts(count: workers)
-        DispatchQueue.concurrentPerform(iterations: workers) { w in
-            let range = (w * chunk)..<min(batch.count, (w + 1) * chunk)
-            parts.set(w, batch[range].map(decodeOne))
-        }
-        return parts.joined()
     }
 
     /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
@@ -290,23 +281,6 @@ public final class ConsumeLoop {
     private func position(_ m: KafkaMessage) -> SourcePosition {
         SourcePosition(topic: m.topic, partition: m.partition, offset: m.offset)
     }
-}
-
-/// Per-worker results of a parallel decode; each slot is written by exactly one worker.
-private final class DecodedParts: @unchecked Sendable {
-    // @unchecked Sendable: each worker writes only its own slot, through a raw buffer (no shared
-    // array copy-on-write), and slots are read only after concurrentPerform has returned.
-    private let slots: UnsafeMutableBufferPointer<[Result<DecodedMessage, PoisonError>]>
-    init(count: Int) {
-        slots = .allocate(capacity: count)
-        slots.initialize(repeating: [])
-    }
-    deinit {
-        slots.deinitialize()
-        slots.deallocate()
-    }
-    func set(_ i: Int, _ value: [Result<DecodedMessage, PoisonError>]) { slots[i] = value }
-    func joined() -> [Result<DecodedMessage, PoisonError>] { slots.flatMap { $0 } }
 }
 
 /// What a finished run did.

@@ -46,7 +46,8 @@ public final class Replayer {
     private var deadLetters: DeadLetterWriter?
     private let settings: Settings
     private let logger: Logger
-    public var chunkSize = 5_000
+    /// Changes per chunk (and per applier transaction); defaults to the applier's batch size.
+    public var chunkSize: Int
 
     public init(source: PGConnection, applier: BatchApplier, settings: Settings, logger: Logger,
                 deadLetters: @escaping () throws -> DeadLetterWriter? = { nil }) {
@@ -55,6 +56,7 @@ public final class Replayer {
         self.makeDeadLetters = deadLetters
         self.settings = settings
         self.logger = logger
+        self.chunkSize = settings.batchMaxEvents
     }
 
     /// Refuses windows the ledger can no longer vouch for.
@@ -94,7 +96,7 @@ public final class Replayer {
             let entries = SourceChangeLog.entries(rows)
             guard let tail = entries.last else { break }
             last = tail.changeID
-            let items: [Result<DecodedMessage, PoisonError>] = entries.map { e in
+            let items: [Result<DecodedMessage, PoisonError>] = parallelMap(entries) { e in
                 do { return .success(.change(try e.event())) } catch { return .failure(PoisonError(.undecodable, "change_log row \(e.changeID): \(error)")) }
             }
             let outcomes = try applier.apply(items, dryRun: dryRun)
