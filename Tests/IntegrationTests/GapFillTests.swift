@@ -264,3 +264,35 @@ struct ScheduledGapFillTests {
                 "the change's committed_at is its write time, long before the commit")
     }
 }
+
+@Suite("replay failures")
+struct ReplayFailureTests {
+    @Test("a change the target refuses is dead-lettered and replay exits 2; the rest applies")
+    func failedChangesExit2() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
+        try src.query("INSERT INTO public.orders (id, status, amount) VALUES (1, 'ok', 1.00), (2, 'ok', 2.00)")
+        // A dual-writing application broke the contract: its amount is not a number.
+        try src.query("""
+            INSERT INTO cdcr.change_log (table_name, operation, key, data)
+            VALUES ('public.orders', 'INSERT', '{"id": 3}', '{"id": 3, "status": "bad", "amount": "abc"}')
+            """)
+        let now = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(now() AT TIME ZONE 'UTC' + interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").rows[0]
+        let ok = try CDCRProcess.run(["replay", "--from", now[0]!, "--to", now[1]!, "--json", "--source", source, "--target", target,
+                                      "--brokers", kafka.brokers, "--topic", "cdc", "--kafka-property", "log_level=3"])
+        #expect(ok.status == 2, "\(ok.stderr)")
+        let report = try JSONParser.parse(ok.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(report["total"]?["applied_now"]?.int64Value == 2)
+        #expect(report["total"]?["failed"]?.int64Value == 1)
+        let tgt = try PGConnection.connect(target)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 2)
+        let dead = try kafka.read(topic: "cdc.dlq", count: 1, timeout: .seconds(15))
+        #expect(dead.count == 1)
+        #expect(dead.first?.header(DeadLetterWriter.Header.reason) == "invalid_value")
+        #expect(dead.first?.header(DeadLetterWriter.Header.topic) == "cdcr.change_log")
+    }
+}

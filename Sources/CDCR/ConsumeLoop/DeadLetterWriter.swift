@@ -23,7 +23,8 @@ public final class DeadLetterWriter {
         public static let changeID = "cdcr.change_id"
     }
 
-    public func write(_ items: [(KafkaMessage, PoisonError, changeID: String?)]) throws {
+    /// Writes each message to the dead-letter topic of its own topic, or to `topic` when given.
+    public func write(_ items: [(KafkaMessage, PoisonError, changeID: String?)], to topic: String? = nil) throws {
         let messages = items.map { message, poison, changeID in
             var headers: [(String, String)] = [
                 (Header.reason, poison.reason.rawValue),
@@ -34,7 +35,7 @@ public final class DeadLetterWriter {
             ]
             if let s = poison.sqlState { headers.append((Header.sqlState, s)) }
             if let changeID { headers.append((Header.changeID, changeID)) }
-            return OutgoingMessage(topic: settings.deadLetterTopic(for: message.topic), key: message.key, value: message.value, headers: headers)
+            return OutgoingMessage(topic: topic ?? settings.deadLetterTopic(for: message.topic), key: message.key, value: message.value, headers: headers)
         }
         try producer.send(messages)
     }

@@ -111,7 +111,8 @@ public final class Replayer {
             }
             if !dead.isEmpty {
                 if deadLetters == nil { deadLetters = try makeDeadLetters() }
-                try deadLetters?.write(dead)
+                // One dead-letter topic for the pipeline: the stream's (`<first topic>.dlq` or dlq_topic).
+                try deadLetters?.write(dead, to: settings.deadLetterTopic(for: settings.topics[0]))
             }
             progress(report.total.inWindow)
         }
