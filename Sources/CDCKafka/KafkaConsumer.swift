@@ -153,6 +153,27 @@ public final class KafkaConsumer: @unchecked Sendable {
         try KafkaMetadata.endOffsets(try rkHandle(), partitions, timeoutMs: timeoutMs)
     }
 
+    /// Partition ids of `topic`, from broker metadata.
+    public func partitions(of topic: String, timeoutMs: Int32 = 10_000) throws(KafkaError) -> [Int32] {
+        try KafkaMetadata.partitions(try rkHandle(), topic: topic, timeoutMs: timeoutMs)
+    }
+
+    /// The timestamp (ms) of the message at `offset`, read by assigning this consumer to the partition
+    /// at that offset. For a consumer that does not subscribe (the lag monitor's reader); nil when no
+    /// message arrives in time.
+    public func timestamp(at tp: TopicPartition, offset: Int64, timeoutMs: Int32 = 3_000) throws(KafkaError) -> Int64? {
+        let rk = try rkHandle()
+        let err = PartitionList.withList([TopicPartitionOffset(topic: tp.topic, partition: tp.partition, offset: offset)]) { rd_kafka_assign(rk, $0) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(tp)") }
+        defer { rd_kafka_assign(rk, nil) }
+        let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs))
+        while ContinuousClock.now < deadline {
+            guard let m = try poll(timeoutMs: 100) else { continue }
+            if m.topic == tp.topic && m.partition == tp.partition { return m.timestampMillis }
+        }
+        return nil
+    }
+
     /// The partitions currently assigned to this consumer.
     public func assignment() throws(KafkaError) -> [TopicPartition] {
         let rk = try rkHandle()

@@ -34,6 +34,17 @@ public enum BookkeepingSchema {
             finished_at  timestamptz NOT NULL DEFAULT now()
         );
         """,
+        """
+        CREATE TABLE cdcr.lag_samples (
+            group_id   text NOT NULL,
+            topic      text NOT NULL,
+            partition  int NOT NULL,
+            sampled_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+            committed  bigint NOT NULL,
+            end_offset bigint NOT NULL,
+            PRIMARY KEY (group_id, topic, partition, sampled_at)
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }
