@@ -98,7 +98,7 @@ struct FailureTests {
         // A long batch window: the messages sit in the batch being filled when SIGTERM arrives.
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "term", "--group", "term", "--target", target,
                                              "--batch-max-events", "100000", "--batch-max-wait-ms", "60000", "--kafka-property", "log_level=3"])
-        sleep(4)  // joined the group
+        #expect(waitUntil(timeout: .seconds(30)) { applier.stderr.contains("partitions assigned") }, "joined the group")
         try kafka.send(w.changes.map { w.message($0, topic: "term", partitions: 1) })
         sleep(2)
         #expect(ledgerCount(target) == 0, "nothing applied before the batch closes")

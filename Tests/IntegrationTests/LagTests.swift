@@ -19,7 +19,7 @@ struct LagTests {
 
     func lag(_ kafka: TestKafka, group: String, topic: String, target: String, extra: [String] = []) throws -> (status: Int32, report: JSONValue, stderr: String) {
         let r = try CDCRProcess.run(["lag", "--json", "--brokers", kafka.brokers, "--group", group, "--topic", topic, "--target", target,
-                                     "--window", "3", "--kafka-property", "log_level=3"] + extra)
+                                     "--window", "8", "--kafka-property", "log_level=3"] + extra)
         return (r.status, (try? JSONParser.parse(r.stdout.trimmingCharacters(in: .whitespacesAndNewlines))) ?? .null, r.stderr)
     }
 
@@ -53,7 +53,7 @@ struct LagTests {
         #expect(second.report["status"] == .string("ERR"))
         #expect(second.status == 2, "--fail-on err exits 2 at ERR")
 
-        sleep(4)  // longer than the 3 s window without a commit
+        sleep(9)  // longer than the 8 s window without a commit
         let third = try lag(kafka, group: "lg", topic: "lagt", target: target)
         #expect(partition(third.report, 0)?["status"] == .string("STOP"))
 
