@@ -38,6 +38,8 @@ public struct Settings: Sendable {
     public var logLevel = "info"
     /// Scheduled gap filling inside `cdcr run` (needs `source_url`); see GapFillService.
     public var gapFill = GapFillSettings()
+    /// The admin HTTP server inside `cdcr run`.
+    public var admin = AdminSettings()
 
     public init() {}
 
@@ -62,4 +64,16 @@ public struct GapFillSettings: Sendable {
     public var settleSeconds = 30
 
     public init() {}
+}
+
+/// `admin` settings: where the admin HTTP server listens and the bearer token it requires.
+public struct AdminSettings: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 9464
+    /// Never logged. Required to listen anywhere but loopback.
+    public var token: String?
+
+    public init() {}
+
+    public var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
 }

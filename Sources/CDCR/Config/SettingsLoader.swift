@@ -32,6 +32,7 @@ public struct SettingsOverrides: Sendable {
     public var gapFillInterval: Int?
     public var gapFillWindow: Int?
     public var gapFillSettle: Int?
+    public var adminListen: String?
 
     public init() {}
 }
@@ -92,6 +93,15 @@ public enum SettingsLoader {
             case "ledger_retention_days": s.ledgerRetentionDays = try int(value, where_)
             case "retry_max_backoff_ms": s.retryMaxBackoffMs = try int(value, where_)
             case "log_level": s.logLevel = try string(value, where_)
+            case "admin":
+                guard let a = value.objectMembers else { throw ConfigError(where_, "must be an object") }
+                for (k, v) in a {
+                    switch k {
+                    case "listen": try applyListen(try string(v, "admin.listen (in \(path))"), to: &s, name: "admin.listen (in \(path))")
+                    case "token": s.admin.token = try string(v, "admin.token (in \(path))")
+                    default: throw ConfigError("admin.\(k) (in \(path))", "unknown setting")
+                    }
+                }
             case "gap_fill":
                 guard let g = value.objectMembers else { throw ConfigError(where_, "must be an object") }
                 for (k, v) in g {
@@ -115,7 +125,7 @@ public enum SettingsLoader {
     }
 
     /// Top-level sections read by other components (kept here so a typo still fails loudly).
-    static let extensionSections: Set<String> = ["admin", "verify", "lag", "source_tables", "$comment"]
+    static let extensionSections: Set<String> = ["verify", "lag", "source_tables", "$comment"]
 
     static func applyEnvironment(_ env: [String: String], to s: inout Settings) throws(ConfigError) {
         if let v = env["CDCR_BROKERS"] { s.brokers = v }
@@ -129,6 +139,8 @@ public enum SettingsLoader {
         if let v = env["CDCR_BATCH_MAX_EVENTS"] { s.batchMaxEvents = try int(.string(v), "CDCR_BATCH_MAX_EVENTS") }
         if let v = env["CDCR_BATCH_MAX_WAIT_MS"] { s.batchMaxWaitMs = try int(.string(v), "CDCR_BATCH_MAX_WAIT_MS") }
         if let v = env["CDCR_LOG_LEVEL"] { s.logLevel = v }
+        if let v = env["CDCR_ADMIN_LISTEN"] { try applyListen(v, to: &s, name: "CDCR_ADMIN_LISTEN") }
+        if let v = env["CDCR_ADMIN_TOKEN"], !v.isEmpty { s.admin.token = v }
         if let v = env["CDCR_GAP_FILL_INTERVAL"] { s.gapFill.intervalSeconds = try int(.string(v), "CDCR_GAP_FILL_INTERVAL") }
         if let v = env["CDCR_GAP_FILL_WINDOW"] { s.gapFill.windowSeconds = try int(.string(v), "CDCR_GAP_FILL_WINDOW") }
         if let v = env["CDCR_GAP_FILL_SETTLE"] { s.gapFill.settleSeconds = try int(.string(v), "CDCR_GAP_FILL_SETTLE") }
@@ -153,6 +165,7 @@ public enum SettingsLoader {
         if let v = o.batchMaxWaitMs { s.batchMaxWaitMs = v }
         if let v = o.applyTruncate { s.applyTruncate = v }
         if let v = o.logLevel { s.logLevel = v }
+        if let v = o.adminListen { try applyListen(v, to: &s, name: "--admin-listen") }
         if let v = o.gapFillInterval { s.gapFill.intervalSeconds = v }
         if let v = o.gapFillWindow { s.gapFill.windowSeconds = v }
         if let v = o.gapFillSettle { s.gapFill.settleSeconds = v }
@@ -169,6 +182,10 @@ public enum SettingsLoader {
             throw ConfigError("batch.max_wait_ms (--batch-max-wait-ms, CDCR_BATCH_MAX_WAIT_MS)", "must be between 1 and 600000, got \(s.batchMaxWaitMs)")
         }
         if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
+        if !s.admin.isLoopback && (s.admin.token ?? "").isEmpty {
+            throw ConfigError("admin.listen (--admin-listen, CDCR_ADMIN_LISTEN)",
+                              "listening on \(s.admin.host) without admin.token (CDCR_ADMIN_TOKEN) would expose the admin API; set a token or listen on 127.0.0.1")
+        }
         let g = s.gapFill
         if g.intervalSeconds < 1 { throw ConfigError("gap_fill.interval_seconds (--gap-fill-interval)", "must be at least 1") }
         if g.windowSeconds < g.intervalSeconds {
@@ -181,6 +198,18 @@ public enum SettingsLoader {
         if !["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(s.logLevel) {
             throw ConfigError("log_level", "'\(s.logLevel)' is not one of trace, debug, info, notice, warning, error, critical")
         }
+    }
+
+    /// `HOST:PORT` (or `[v6]:PORT`) of the admin server.
+    static func applyListen(_ text: String, to s: inout Settings, name: String) throws(ConfigError) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else {
+            throw ConfigError(name, "'\(text)' is not HOST:PORT")
+        }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        if host.isEmpty { throw ConfigError(name, "'\(text)' has no host") }
+        s.admin.host = host
+        s.admin.port = port
     }
 
     private static func string(_ v: JSONValue, _ name: String) throws(ConfigError) -> String {

@@ -10,17 +10,20 @@ public final class ApplierService: Service, Sendable {
     private let stop = StopSignal()
     private let result = ResultBox()
 
-    public init(settings: Settings, logger: Logger, stopWhenCaughtUp: Bool) {
+    private let health: HealthState
+
+    public init(settings: Settings, logger: Logger, stopWhenCaughtUp: Bool, health: HealthState = HealthState()) {
+        self.health = health
         self.settings = settings
         self.logger = logger
         self.stopWhenCaughtUp = stopWhenCaughtUp
     }
 
     public func run() async throws {
-        let (settings, logger, stop, stopWhenCaughtUp, result) = (self.settings, self.logger, self.stop, self.stopWhenCaughtUp, self.result)
+        let (settings, logger, stop, stopWhenCaughtUp, result, health) = (self.settings, self.logger, self.stop, self.stopWhenCaughtUp, self.result, self.health)
         try await withGracefulShutdownHandler {
             let counts = try await BlockingExecutor.run(name: "cdcr-consume-loop") {
-                let loop = ConsumeLoop(settings: settings, logger: logger, stop: stop, stopWhenCaughtUp: stopWhenCaughtUp)
+                let loop = ConsumeLoop(settings: settings, logger: logger, stop: stop, stopWhenCaughtUp: stopWhenCaughtUp, health: health)
                 return try loop.run()
             }
             result.set(counts)

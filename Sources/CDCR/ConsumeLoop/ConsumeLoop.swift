@@ -32,7 +32,10 @@ public final class ConsumeLoop {
     /// Called after every committed batch (metrics, tests).
     public var onBatchCommitted: ((OutcomeCounts, Duration) -> Void)?
 
-    public init(settings: Settings, logger: Logger, stop: StopSignal, stopWhenCaughtUp: Bool = false) {
+    private let health: HealthState?
+
+    public init(settings: Settings, logger: Logger, stop: StopSignal, stopWhenCaughtUp: Bool = false, health: HealthState? = nil) {
+        self.health = health
         self.settings = settings
         self.logger = logger
         self.stop = stop
@@ -145,6 +148,8 @@ public final class ConsumeLoop {
             let phases = ([("decode", decodeTook)] + (applier?.phases ?? [])).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
+        CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
+                                tableFor: { settings.targetTable(for: $0.table).description }, took: took)
         onBatchCommitted?(batchCounts, took)
     }
 
@@ -234,6 +239,7 @@ public final class ConsumeLoop {
         switch event {
         case let .assigned(parts):
             logger.info("partitions assigned", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
+            health?.setAssigned((try? consumer?.assignment().count) ?? parts.count)
         case let .revoking(parts):
             logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
             do {
@@ -247,6 +253,7 @@ public final class ConsumeLoop {
                 committed[p] = nil
                 uncommitted[p] = nil
             }
+            health?.setAssigned(0)
         }
     }
 

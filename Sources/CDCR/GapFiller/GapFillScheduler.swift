@@ -94,6 +94,7 @@ public final class GapFillScheduler {
         } else {
             logger.debug("gap fill pass", metadata: ["window_start": "\(start)", "window_end": "\(end)", "counts": "\(t.json)"])
         }
+        CDCRMetrics.recordGapFill(t)
         onPass?(report)
     }
 }

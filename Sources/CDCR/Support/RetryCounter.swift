@@ -5,7 +5,10 @@ public final class RetryCounter: Sendable {
     public static let shared = RetryCounter()
     private let counts = Mutex<[String: Int]>([:])
 
-    public func increment(_ reason: String) { counts.withLock { $0[reason, default: 0] += 1 } }
+    public func increment(_ reason: String) {
+        counts.withLock { $0[reason, default: 0] += 1 }
+        CDCRMetrics.recordRetry(reason)
+    }
 
     public var snapshot: [String: Int] { counts.withLock { $0 } }
 }

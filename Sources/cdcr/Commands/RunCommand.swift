@@ -3,6 +3,8 @@ import CDCCore
 import CDCR
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import ServiceLifecycle
 
 struct RunCommand: AsyncParsableCommand {
@@ -46,6 +48,12 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Do not run the gap filler even when a source is configured.")
     var noGapFill = false
 
+    @Option(help: "Admin HTTP server address HOST:PORT (default 127.0.0.1:9464; CDCR_ADMIN_LISTEN). Token: admin.token / CDCR_ADMIN_TOKEN.")
+    var adminListen: String?
+
+    @Flag(help: "Do not start the admin HTTP server.")
+    var noAdmin = false
+
     func run() async throws {
         let settings = try global.settings { o in
             o.format = format
@@ -57,13 +65,21 @@ struct RunCommand: AsyncParsableCommand {
             o.gapFillInterval = gapFillInterval
             o.gapFillWindow = gapFillWindow
             o.gapFillSettle = gapFillSettle
+            o.adminListen = adminListen
         }
         guard settings.targetURL != nil else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
         let logger = Logs.logger(settings)
-        let applier = ApplierService(settings: settings, logger: logger, stopWhenCaughtUp: stopWhenCaughtUp)
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        CDCRMetrics.recordBuildInfo(version: CDCRVersion.current)
+        let health = HealthState()
+        let applier = ApplierService(settings: settings, logger: logger, stopWhenCaughtUp: stopWhenCaughtUp, health: health)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
             .init(service: applier, successTerminationBehavior: .gracefullyShutdownGroup),
         ]
+        if !noAdmin {
+            services.append(.init(service: AdminServer.make(settings: settings, registry: registry, health: health, logger: logger)))
+        }
         if settings.sourceURL != nil && settings.gapFill.enabled && !noGapFill {
             services.append(.init(service: GapFillService(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
         }

@@ -76,6 +76,8 @@ enum CDCRProcess {
             throw TestEnvironmentError("\(binary) is missing: run `swift build` before the tests (scripts/test.sh does)")
         }
         var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("CDCR_") }
+        // Tests run many appliers at once: each admin server on its own ephemeral port.
+        environment["CDCR_ADMIN_LISTEN"] = "127.0.0.1:0"
         for (k, v) in env { environment[k] = v }
         return try ChildProcess([binary] + args, env: environment)
     }

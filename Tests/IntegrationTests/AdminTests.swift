@@ -1,0 +1,81 @@
+import CDCCore
+import CDCKafka
+import CDCPostgres
+import Foundation
+import Testing
+
+/// A minimal HTTP/1.1 client over a loopback socket: (status, body), or nil when nothing answers.
+func httpGet(port: Int, path: String) -> (status: Int, body: String)? {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return nil }
+    defer { close(fd) }
+    var tv = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+    var addr = sockaddr_in()
+    addr.sin_family = sa_family_t(AF_INET)
+    addr.sin_port = in_port_t(UInt16(port).bigEndian)
+    addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
+    guard ok == 0 else { return nil }
+    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    var data: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n <= 0 { break }
+        data.append(contentsOf: buffer[0..<n])
+    }
+    let text = String(decoding: data, as: UTF8.self)
+    guard let statusLine = text.split(separator: "\r\n").first, let code = Int(statusLine.split(separator: " ").dropFirst().first ?? "") else { return nil }
+    let body = text.range(of: "\r\n\r\n").map { String(text[$0.upperBound...]) } ?? ""
+    return (code, body)
+}
+
+@Suite("admin HTTP server", .serialized)
+struct AdminTests {
+    @Test("/healthz, /metrics counting applied events, /readyz following PostgreSQL, /lag")
+    func endpoints() throws {
+        let pg = try TestPostgres()  // its own cluster: this test stops it
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("adm")
+        _ = try kafka.produce(fixture: "\(Fixtures.root)/native/sequence.jsonl", topic: "adm")
+        let port = freePort()
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "adm", "--group", "adm", "--target", target,
+                                             "--admin-listen", "127.0.0.1:\(port)", "--kafka-property", "log_level=3"])
+        defer { applier.signal(SIGKILL); applier.wait(timeout: .seconds(10)) }
+        #expect(waitUntil(timeout: .seconds(30)) { ledgerCount(target) == 7 }, "\(applier.stderr.suffix(2000))")
+        #expect(httpGet(port: port, path: "/healthz")?.status == 200)
+
+        let metrics = try #require(httpGet(port: port, path: "/metrics"))
+        #expect(metrics.status == 200)
+        func value(_ prefix: String) -> Double? {
+            metrics.body.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(value(#"cdcr_events_total{topic="adm",table="public.orders",operation="insert",outcome="duplicate"}"#) == 2, "\(metrics.body.prefix(3000))")
+        #expect(value(#"cdcr_events_total{topic="adm",table="public.orders",operation="update",outcome="stale"}"#) == 1)
+        #expect(value(#"cdcr_build_info{version="#) == 1)
+        #expect(metrics.body.contains("cdcr_batch_duration_seconds_bucket"))
+        #expect(metrics.body.contains("cdcr_apply_latency_seconds_count"))
+        #expect(metrics.body.contains("# TYPE cdcr_events_total counter"))
+
+        #expect(waitUntil(timeout: .seconds(15)) { httpGet(port: port, path: "/readyz")?.status == 200 })
+        pg.crash()
+        #expect(waitUntil(timeout: .seconds(15)) { httpGet(port: port, path: "/readyz")?.status == 503 }, "not ready without the target")
+        try pg.start()
+        #expect(waitUntil(timeout: .seconds(15)) { httpGet(port: port, path: "/readyz")?.status == 200 }, "ready again")
+
+        let lag = try #require(httpGet(port: port, path: "/lag"))
+        #expect(lag.status == 200)
+        let report = try JSONParser.parse(lag.body.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(report["group"] == .string("adm") && report["total_lag"]?.int64Value == 0, "\(lag.body)")
+    }
+
+    @Test("listening beyond loopback without a token is refused at start-up")
+    func nonLoopbackNeedsToken() throws {
+        let r = try CDCRProcess.run(["run", "--target", "postgresql://x@127.0.0.1:1/x", "--admin-listen", "0.0.0.0:\(freePort())"])
+        #expect(r.status != 0)
+        #expect(r.stderr.contains("admin.token") && r.stderr.contains("CDCR_ADMIN_TOKEN"))
+    }
+}
