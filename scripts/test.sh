@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/lib/deps.sh
 ensure_deps
+ensure_test_deps
 echo "==> building" >&2
 mkdir -p .build
 if ! swift build --build-tests >.build/test-build.log 2>&1; then

@@ -59,6 +59,8 @@ struct AdminTests {
         #expect(metrics.body.contains("cdcr_batch_duration_seconds_bucket"))
         #expect(metrics.body.contains("cdcr_apply_latency_seconds_count"))
         #expect(metrics.body.contains("# TYPE cdcr_events_total counter"))
+        let lint = try promtoolCheckMetrics(metrics.body)
+        #expect(lint.status == 0, "promtool check metrics: \(lint.output)")
 
         #expect(waitUntil(timeout: .seconds(15)) { httpGet(port: port, path: "/readyz")?.status == 200 })
         pg.crash()

@@ -16,3 +16,21 @@ ensure_deps() {
   # Debian's postgresql package starts a cluster on 5432; cdcr never uses it, tests run their own.
   command -v swift >/dev/null 2>&1 || { echo "swift not found on PATH (expected the Swift 6 toolchain at /opt/swift)" >&2; return 1; }
 }
+
+# Tools only the tests use: promtool (Debian package prometheus) checks alert rules and /metrics;
+# PyYAML parses the compose file. The package's service is not started (policy-rc.d).
+ensure_test_deps() {
+  local sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  if ! command -v promtool >/dev/null 2>&1; then
+    echo "==> installing prometheus (for promtool)" >&2
+    local policy_added=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' | $sudo tee /usr/sbin/policy-rc.d >/dev/null && $sudo chmod +x /usr/sbin/policy-rc.d && policy_added=1
+    fi
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    [ -n "$policy_added" ] && $sudo rm -f /usr/sbin/policy-rc.d
+  fi
+  python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
+}

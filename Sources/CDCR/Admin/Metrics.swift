@@ -1,11 +1,50 @@
 import CDCCore
-import CoreMetrics
 import Foundation
+import Prometheus
 
-/// The metrics cdcr emits through swift-metrics (the executable bootstraps a Prometheus backend).
-/// Names follow Prometheus conventions: base units, `_total` counters, bounded label sets (tables
-/// are catalog names, never raw event text).
+/// The metrics cdcr exports on `/metrics` (swift-prometheus registry, with HELP texts, so the
+/// exposition passes `promtool check metrics`). Names follow Prometheus conventions: base units,
+/// `_total` counters, bounded label sets (tables are catalog names, never raw event text).
 public enum CDCRMetrics {
+    /// The process's registry; the admin server emits it.
+    public static let registry = PrometheusCollectorRegistry()
+
+    static let help: [String: String] = [
+        "cdcr_events_total": "Consumed change events by topic, target table, operation and outcome.",
+        "cdcr_batch_duration_seconds": "Time to decode, apply, dead-letter and commit one batch.",
+        "cdcr_batch_events": "Events per applied batch.",
+        "cdcr_apply_latency_seconds": "Source change time to applied in the target, per applied event.",
+        "cdcr_retries_total": "Retried transient failures by reason.",
+        "cdcr_gap_fill_changes_total": "Changes replayed by the scheduled gap filler, by outcome.",
+        "cdcr_gap_fill_last_success_timestamp_seconds": "Unix time of the last successful gap fill pass.",
+        "cdcr_consumer_lag_messages": "Consumer group lag in messages per partition.",
+        "cdcr_consumer_lag_seconds": "Age of the oldest unapplied message per partition.",
+        "cdcr_build_info": "Build information; always 1.",
+    ]
+
+    static func descriptor(_ name: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
+    }
+
+    static func Counter(label: String, dimensions: [(String, String)] = []) -> Prometheus.Counter {
+        registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    static func Gauge(label: String, dimensions: [(String, String)] = []) -> Prometheus.Gauge {
+        registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
+    }
+
+    static func Timer(label: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: descriptor(label), labels: [], buckets: [
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
+            .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300),
+        ])
+    }
+
+    static func Recorder(label: String) -> ValueHistogram {
+        registry.makeValueHistogram(descriptor: descriptor(label), labels: [], buckets: [1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000])
+    }
+
     /// Counts one committed batch's outcomes: `cdcr_events_total{topic,table,operation,outcome}`,
     /// `cdcr_batch_events`, `cdcr_batch_duration_seconds`, `cdcr_apply_latency_seconds`.
     static func recordBatch(
@@ -39,7 +78,7 @@ public enum CDCRMetrics {
                 ("topic", labels[0]), ("table", labels[1]), ("operation", labels[2]), ("outcome", labels[3]),
             ]).increment(by: Int64(n))
         }
-        Recorder(label: "cdcr_batch_events", aggregate: true).record(outcomes.count)
+        Recorder(label: "cdcr_batch_events").record(Double(outcomes.count))
         Timer(label: "cdcr_batch_duration_seconds").recordNanoseconds(Int64(took.components.seconds) * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
     }
 
@@ -51,18 +90,18 @@ public enum CDCRMetrics {
         for (outcome, n) in [("applied", counts.appliedNow), ("already_applied", counts.alreadyApplied), ("stale", counts.stale), ("failed", counts.failed)] {
             Counter(label: "cdcr_gap_fill_changes_total", dimensions: [("outcome", outcome)]).increment(by: Int64(n))
         }
-        Gauge(label: "cdcr_gap_fill_last_success_timestamp_seconds").record(Date().timeIntervalSince1970)
+        Gauge(label: "cdcr_gap_fill_last_success_timestamp_seconds").set(to: Date().timeIntervalSince1970)
     }
 
     public static func recordBuildInfo(version: String) {
-        Gauge(label: "cdcr_build_info", dimensions: [("version", version)]).record(1)
+        Gauge(label: "cdcr_build_info", dimensions: [("version", version)]).set(to: 1)
     }
 
     static func recordLag(_ report: LagReport) {
         for p in report.partitions {
             let dims = [("topic", p.topic), ("partition", String(p.partition))]
-            Gauge(label: "cdcr_consumer_lag_messages", dimensions: dims).record(Double(p.lag))
-            if let s = p.lagSeconds { Gauge(label: "cdcr_consumer_lag_seconds", dimensions: dims).record(s) }
+            Gauge(label: "cdcr_consumer_lag_messages", dimensions: dims).set(to: Double(p.lag))
+            if let s = p.lagSeconds { Gauge(label: "cdcr_consumer_lag_seconds", dimensions: dims).set(to: s) }
         }
     }
 }

@@ -3,8 +3,6 @@ import CDCCore
 import CDCR
 import Foundation
 import Logging
-import Metrics
-import Prometheus
 import ServiceLifecycle
 
 struct RunCommand: AsyncParsableCommand {
@@ -69,8 +67,7 @@ struct RunCommand: AsyncParsableCommand {
         }
         guard settings.targetURL != nil else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
         let logger = Logs.logger(settings)
-        let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let registry = CDCRMetrics.registry
         CDCRMetrics.recordBuildInfo(version: CDCRVersion.current)
         let health = HealthState()
         let applier = ApplierService(settings: settings, logger: logger, stopWhenCaughtUp: stopWhenCaughtUp, health: health)
