@@ -1,11 +1,14 @@
 import CDCCore
 import CDCKafka
 import CDCPostgres
+import CDCR
 import Foundation
 import Testing
 
+func httpGet(port: Int, path: String) -> (status: Int, body: String)? { httpRequest(port: port, method: "GET", path: path) }
+
 /// A minimal HTTP/1.1 client over a loopback socket: (status, body), or nil when nothing answers.
-func httpGet(port: Int, path: String) -> (status: Int, body: String)? {
+func httpRequest(port: Int, method: String, path: String, headers: [String] = [], body: String = "") -> (status: Int, body: String)? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
@@ -17,7 +20,8 @@ func httpGet(port: Int, path: String) -> (status: Int, body: String)? {
     addr.sin_addr.s_addr = inet_addr("127.0.0.1")
     let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
     guard ok == 0 else { return nil }
-    let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+    let extra = (headers + (body.isEmpty ? [] : ["Content-Type: application/json", "Content-Length: \(body.utf8.count)"])).map { $0 + "\r\n" }.joined()
+    let request = Array("\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\(extra)\r\n\(body)".utf8)
     _ = request.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
     var data: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 65536)
@@ -72,6 +76,46 @@ struct AdminTests {
         #expect(lag.status == 200)
         let report = try JSONParser.parse(lag.body.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(report["group"] == .string("adm") && report["total_lag"]?.int64Value == 0, "\(lag.body)")
+    }
+
+    @Test("POST /replay needs the token, rejects bad bodies, and runs a job whose summary matches cdcr replay")
+    func replayJob() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src")
+        let target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders"), TableName(parsing: "public.order_items")])
+        try sourceWorkload(src, statements: 300, seed: 21)
+        let window = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").rows[0]
+        try kafka.createTopic("rj")
+        let port = freePort()
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "rj", "--group", "rj", "--source", source, "--target", target,
+                                             "--no-gap-fill", "--admin-listen", "127.0.0.1:\(port)", "--kafka-property", "log_level=3"],
+                                            env: ["CDCR_ADMIN_TOKEN": "s3cret-token"])
+        defer { applier.signal(SIGKILL); applier.wait(timeout: .seconds(10)) }
+        #expect(waitUntil(timeout: .seconds(20)) { httpGet(port: port, path: "/healthz")?.status == 200 })
+        let body = "{\"from\":\"\(window[0]!)\",\"to\":\"\(window[1]!)\",\"tables\":[\"public.orders\"],\"dry_run\":true}"
+        #expect(httpRequest(port: port, method: "POST", path: "/replay", body: body)?.status == 401)
+        #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: ["Authorization: Bearer wrong"], body: body)?.status == 401)
+        let auth = ["Authorization: Bearer s3cret-token"]
+        #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: "{not json")?.status == 400)
+        #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: "{\"from\":\"yesterday\",\"to\":\"now\"}")?.status == 400)
+        let started = try #require(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: body))
+        #expect(started.status == 202, "\(started.body)")
+        let id = try #require(try JSONParser.parse(started.body.trimmingCharacters(in: .whitespacesAndNewlines))["id"]?.stringValue)
+        var job: JSONValue = .null
+        #expect(waitUntil(timeout: .seconds(30)) {
+            job = (try? JSONParser.parse(httpGet(port: port, path: "/replay/\(id)")?.body ?? "")) ?? .null
+            return job["status"] == .string("done")
+        }, "\(job.serialized)")
+        let cli = try CDCRProcess.run(["replay", "--from", window[0]!, "--to", window[1]!, "--table", "public.orders", "--dry-run", "--json",
+                                       "--source", source, "--target", target])
+        let expected = try JSONParser.parse(cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        #expect(job["summary"]?["total"] == expected["total"], "\(job.serialized) vs \(expected.serialized)")
+        #expect(job["summary"]?["tables"] == expected["tables"])
+        #expect(httpGet(port: port, path: "/replay/nope")?.status == 404)
+        #expect(ledgerCount(target) == 0, "a dry-run job applies nothing")
     }
 
     @Test("listening beyond loopback without a token is refused at start-up")

@@ -53,11 +53,62 @@ public enum AdminServer {
                                 body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\(JSONValue.string("\(error)").serialized)}\n")))
             }
         }
+        let jobs = ReplayJobs(settings: settings, logger: logger)
+        router.post("/replay") { request, _ -> Response in
+            guard authorized(request, token: settings.admin.token) else {
+                return jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")
+            }
+            guard let buffer = try? await request.body.collect(upTo: 64 * 1024),
+                  let body = try? JSONParser.parse(String(buffer: buffer)), body.objectMembers != nil else {
+                return jsonResponse(.badRequest, "{\"error\":\"the body must be a JSON object {from, to, tables, dry_run}\"}")
+            }
+            guard let from = body["from"]?.stringValue, let to = body["to"]?.stringValue else {
+                return jsonResponse(.badRequest, "{\"error\":\"from and to are required ISO-8601 strings\"}")
+            }
+            var tables: [String] = []
+            switch body["tables"] {
+            case nil, .null?: break
+            case let .array(items)?:
+                for item in items {
+                    guard let t = item.stringValue else { return jsonResponse(.badRequest, "{\"error\":\"tables must be strings\"}") }
+                    tables.append(t)
+                }
+            default: return jsonResponse(.badRequest, "{\"error\":\"tables must be an array of strings\"}")
+            }
+            var dryRun = false
+            switch body["dry_run"] {
+            case nil, .null?: break
+            case let .bool(b)?: dryRun = b
+            default: return jsonResponse(.badRequest, "{\"error\":\"dry_run must be true or false\"}")
+            }
+            do {
+                let id = try jobs.start(from: from, to: to, tables: tables, dryRun: dryRun)
+                return jsonResponse(.accepted, "{\"id\":\"\(id)\"}")
+            } catch {
+                return jsonResponse(.badRequest, "{\"error\":\(JSONValue.string("\(error)").serialized)}")
+            }
+        }
+        router.get("/replay/:id") { _, context -> Response in
+            guard let id = context.parameters.get("id"), let job = jobs.job(id) else {
+                return jsonResponse(.notFound, "{\"error\":\"no such replay job\"}")
+            }
+            return jsonResponse(.ok, job.json)
+        }
         return Application(
             router: router,
             configuration: .init(address: .hostname(settings.admin.host, port: settings.admin.port), serverName: "cdcr"),
             logger: logger
         )
+    }
+
+    /// Mutating endpoints need `Authorization: Bearer <admin.token>` when a token is configured.
+    static func authorized(_ request: Request, token: String?) -> Bool {
+        guard let token, !token.isEmpty else { return true }
+        return request.headers[.authorization] == "Bearer \(token)"
+    }
+
+    static func jsonResponse(_ status: HTTPResponse.Status, _ body: String) -> Response {
+        Response(status: status, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: body + "\n")))
     }
 
     /// Connects and runs `SELECT 1` within two seconds, off the cooperative pool.

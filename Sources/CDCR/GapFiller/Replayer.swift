@@ -29,6 +29,41 @@ public struct ReplayCounts: Sendable, Equatable {
 public struct ReplayReport: Sendable {
     public var tables: [String: ReplayCounts] = [:]
     public var total = ReplayCounts()
+
+    public init() {}
+
+    /// The JSON of `cdcr replay --json` (and of a replay job's summary in the admin API).
+    public func json(from: String, to: String, dryRun: Bool) -> String {
+        let tables = tables.keys.sorted().map { "\(JSONValue.string($0).serialized):\(self.tables[$0]!.json)" }.joined(separator: ",")
+        return "{\"from\":\(JSONValue.string(from).serialized),\"to\":\(JSONValue.string(to).serialized),\"dry_run\":\(dryRun),\"tables\":{\(tables)},\"total\":\(total.json)}"
+    }
+}
+
+/// One replay over a window, end to end: connections, the retention check, progress. Used by
+/// `cdcr replay` and the admin API's `POST /replay`.
+public enum ReplayRun {
+    public static func execute(
+        settings: Settings, logger: Logger, from: String, to: String, tables: [TableName], dryRun: Bool,
+        progress: @escaping (_ done: Int, _ total: Int) -> Void = { _, _ in }
+    ) throws -> ReplayReport {
+        guard let sourceURL = settings.sourceURL else { throw ReplayRefused(description: "no source database configured (--source / CDCR_SOURCE_URL)") }
+        guard let targetURL = settings.targetURL else { throw ReplayRefused(description: "no target database configured (--target / CDCR_TARGET_URL)") }
+        guard let fromMicros = CivilTime.parseInstant(from) else { throw ReplayRefused(description: "from '\(from)' is not an ISO-8601 time") }
+        guard let toMicros = CivilTime.parseInstant(to) else { throw ReplayRefused(description: "to '\(to)' is not an ISO-8601 time") }
+        let source = try PGConnection.connect(sourceURL)
+        defer { source.close() }
+        let target = try TargetConnection.open(targetURL, applicationName: "cdcr-replay")
+        defer { target.close() }
+        try BookkeepingSchema.install(on: target)
+        let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
+                                settings: settings, logger: logger) { try DeadLetterWriter(settings: settings) }
+        defer { replayer.close() }
+        try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
+        let window = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
+        let total = try replayer.count(from: window.0, to: window.1, tables: tables)
+        progress(0, total)
+        return try replayer.run(from: window.0, to: window.1, tables: tables, dryRun: dryRun) { progress($0, total) }
+    }
 }
 
 /// A replay could not start: the window, or the ledger's retention, says no.

@@ -110,41 +110,30 @@ struct ReplayCommand: ParsableCommand {
 
     func run() throws {
         let settings = try global.settings()
-        guard let sourceURL = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
-        guard let targetURL = settings.targetURL else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
-        guard let fromMicros = CivilTime.parseInstant(from) else { throw ValidationError("--from '\(from)' is not an ISO-8601 time") }
-        guard let toMicros = CivilTime.parseInstant(to) else { throw ValidationError("--to '\(to)' is not an ISO-8601 time") }
+        guard settings.sourceURL != nil else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+        guard settings.targetURL != nil else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
+        guard CivilTime.parseInstant(from) != nil else { throw ValidationError("--from '\(from)' is not an ISO-8601 time") }
+        guard CivilTime.parseInstant(to) != nil else { throw ValidationError("--to '\(to)' is not an ISO-8601 time") }
         let logger = Logs.logger(settings, label: "cdcr.replay")
-        let tableNames = tables.map(TableName.init(parsing:))
         let report: ReplayReport
+        var progress: Progress?
         do {
-            let source = try PGConnection.connect(sourceURL)
-            let target = try TargetConnection.open(targetURL)
-            try BookkeepingSchema.install(on: target)
-            let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
-                                    settings: settings, logger: logger) { try DeadLetterWriter(settings: settings) }
-            try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
-            let iso = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
-            let total = try replayer.count(from: iso.0, to: iso.1, tables: tableNames)
-            let progress = Progress(total: total, enabled: !json)
-            report = try replayer.run(from: iso.0, to: iso.1, tables: tableNames, dryRun: dryRun) { progress.update($0) }
-            progress.finish()
-            replayer.close()
+            report = try ReplayRun.execute(settings: settings, logger: logger, from: from, to: to, tables: tables.map(TableName.init(parsing:)),
+                                           dryRun: dryRun) { done, total in
+                if progress == nil { progress = Progress(total: total, enabled: !json) }
+                progress?.update(done)
+            }
+            progress?.finish()
         } catch let refused as ReplayRefused {
             fail("replay refused: \(refused)")
         } catch {
             fail("\(error)")
         }
-        if json {
-            let tables = report.tables.keys.sorted().map { "\(JSONValue.string($0).serialized):\(report.tables[$0]!.json)" }.joined(separator: ",")
-            print("{\"from\":\(JSONValue.string(from).serialized),\"to\":\(JSONValue.string(to).serialized),\"dry_run\":\(dryRun),\"tables\":{\(tables)},\"total\":\(report.total.json)}")
-        } else {
-            printTable(report)
-        }
+        print(json ? report.json(from: from, to: to, dryRun: dryRun) : table(report))
         if report.total.failed > 0 { throw ExitCode(2) }
     }
 
-    private func printTable(_ report: ReplayReport) {
+    private func table(_ report: ReplayReport) -> String {
         let header = ["table", "in window", "already applied", dryRun ? "would apply" : "applied now", "stale", "failed"]
         var rows = report.tables.keys.sorted().map { name -> [String] in
             let c = report.tables[name]!
@@ -153,10 +142,11 @@ struct ReplayCommand: ParsableCommand {
         let t = report.total
         rows.append(["total", "\(t.inWindow)", "\(t.alreadyApplied)", "\(t.appliedNow)", "\(t.stale)", "\(t.failed)"])
         let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
-        for row in [header] + rows {
-            print(row.enumerated().map { i, cell in i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cell.count) + cell }.joined(separator: "  "))
+        var lines = ([header] + rows).map { row in
+            row.enumerated().map { i, cell in i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cell.count) + cell }.joined(separator: "  ")
         }
-        if dryRun { print("dry run: nothing was applied") }
+        if dryRun { lines.append("dry run: nothing was applied") }
+        return lines.joined(separator: "\n")
     }
 }
 
