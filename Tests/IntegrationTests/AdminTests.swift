@@ -118,6 +118,42 @@ struct AdminTests {
         #expect(ledgerCount(target) == 0, "a dry-run job applies nothing")
     }
 
+    @Test("the status page loads in headless Chromium without console errors and shows the partitions (screenshot kept)")
+    func statusPage() throws {
+        guard let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            Issue.record("chromium is not installed (scripts/test.sh installs Debian's chromium)")
+            return
+        }
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("page", partitions: 2)
+        _ = try kafka.produce(fixture: "\(Fixtures.root)/native/sequence.jsonl", topic: "page")
+        let port = freePort()
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "page", "--group", "page", "--target", target,
+                                             "--admin-listen", "127.0.0.1:\(port)", "--kafka-property", "log_level=3"])
+        defer { applier.signal(SIGKILL); applier.wait(timeout: .seconds(10)) }
+        #expect(waitUntil(timeout: .seconds(30)) { ledgerCount(target) == 7 })
+        // Two samples so the lag chart has a line.
+        _ = httpGet(port: port, path: "/")
+        let html = try #require(httpGet(port: port, path: "/"))
+        #expect(html.status == 200 && html.body.contains("<svg id=lagchart") && html.body.contains("<polyline"))
+        #expect(!html.body.contains("<script") && !html.body.contains("http://") && !html.body.contains("https://"), "no external assets, no scripts")
+
+        let shot = Fixtures.projectRoot + "/.build/status-page.png"
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("cdcr-chromium-\(UUID().uuidString)").path
+        let args = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--user-data-dir=\(dir)", "--enable-logging=stderr", "--v=0",
+                    "--window-size=1100,900"]
+        let dom = shell(args + ["--dump-dom", "http://127.0.0.1:\(port)/"])
+        #expect(dom.output.contains("id=\"partitions\"") || dom.output.contains("id=partitions"), "\(dom.output.suffix(2000))")
+        #expect(dom.output.contains("<td>page</td><td>0</td>") && dom.output.contains("<td>page</td><td>1</td>"))
+        #expect(!dom.output.contains("Uncaught") && !dom.output.contains("CONSOLE(") , "console errors: \(dom.output.suffix(2000))")
+        let png = shell(args + ["--screenshot=\(shot)", "http://127.0.0.1:\(port)/"])
+        #expect(png.status == 0 && FileManager.default.fileExists(atPath: shot), "\(png.output.suffix(1000))")
+        let size = (try? FileManager.default.attributesOfItem(atPath: shot)[.size] as? Int) ?? 0
+        #expect(size > 10_000, "a rendered page, not a blank image")
+    }
+
     @Test("listening beyond loopback without a token is refused at start-up")
     func nonLoopbackNeedsToken() throws {
         let r = try CDCRProcess.run(["run", "--target", "postgresql://x@127.0.0.1:1/x", "--admin-listen", "0.0.0.0:\(freePort())"])

@@ -7,14 +7,33 @@ import Prometheus
 import ServiceLifecycle
 import Synchronization
 
-/// What `/readyz` needs to know from the consume loop.
+/// What `/readyz` and the status page need to know from the consume loop.
 public final class HealthState: Sendable {
     private let assigned = Atomic<Int>(0)
+    /// (time, applied, dead-lettered) per committed batch over the last hour, for rates.
+    private let batches = Mutex<[(Double, Int, Int)]>([])
 
     public init() {}
 
     public func setAssigned(_ n: Int) { assigned.store(n, ordering: .relaxed) }
     public var assignedPartitions: Int { assigned.load(ordering: .relaxed) }
+
+    func recordBatch(_ counts: OutcomeCounts) {
+        let now = Date().timeIntervalSince1970
+        batches.withLock { b in
+            b.append((now, counts.applied, counts.deadLettered))
+            b.removeAll { $0.0 < now - 3_600 }
+        }
+    }
+
+    /// Applied and dead-lettered events per second over the last `seconds`.
+    func rates(over seconds: Double = 300) -> (applied: Double, deadLettered: Double) {
+        let since = Date().timeIntervalSince1970 - seconds
+        return batches.withLock { b in
+            let recent = b.filter { $0.0 >= since }
+            return (Double(recent.reduce(0) { $0 + $1.1 }) / seconds, Double(recent.reduce(0) { $0 + $1.2 }) / seconds)
+        }
+    }
 }
 
 /// The admin HTTP server inside `cdcr run` (Hummingbird): `/metrics`, `/healthz`, `/readyz`, `/lag`.
@@ -54,6 +73,12 @@ public enum AdminServer {
             }
         }
         let jobs = ReplayJobs(settings: settings, logger: logger)
+        router.get("/") { _, _ -> Response in
+            let page = (try? await BlockingExecutor.run(name: "cdcr-admin-status") {
+                try StatusPage.render(settings: settings, health: health, jobs: jobs)
+            }) ?? StatusPage.unavailable
+            return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
+        }
         router.post("/replay") { request, _ -> Response in
             guard authorized(request, token: settings.admin.token) else {
                 return jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")

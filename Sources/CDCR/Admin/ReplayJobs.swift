@@ -36,6 +36,9 @@ public final class ReplayJobs: Sendable {
 
     public func job(_ id: String) -> Job? { jobs.withLock { $0[id] } }
 
+    /// Every job (for the status page).
+    public var all: [Job] { jobs.withLock { Array($0.values) } }
+
     /// Validates the request and starts the job; returns its id.
     public func start(from: String, to: String, tables: [String], dryRun: Bool) throws(ReplayRefused) -> String {
         guard CivilTime.parseInstant(from) != nil else { throw ReplayRefused(description: "from '\(from)' is not an ISO-8601 time") }

@@ -150,6 +150,7 @@ public final class ConsumeLoop {
         }
         CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
                                 tableFor: { settings.targetTable(for: $0.table).description }, took: took)
+        health?.recordBatch(batchCounts)
         onBatchCommitted?(batchCounts, took)
     }
 
