@@ -75,3 +75,26 @@ struct ConfigTests {
         #expect(!p.stderr.contains("TopSecret42") && !p.stdout.contains("TopSecret42"))
     }
 }
+
+@Suite("bookkeeping")
+struct BookkeepingTests {
+    @Test("init is idempotent, and pruning removes only ledger entries and tombstones older than the retention")
+    func pruning() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let target = try pg.createDatabase()
+        #expect(try CDCRProcess.run(["init", "--target", target]).status == 0)
+        let again = try CDCRProcess.run(["init", "--target", target])
+        #expect(again.status == 0 && again.stdout.contains("up to date"))
+        let conn = try PGConnection.connect(target)
+        try conn.execute("""
+            INSERT INTO cdcr.ledger (change_id, table_name, outcome, processed_at) VALUES
+              ('old', 'public.orders', 'a', now() - interval '10 days'), ('new', 'public.orders', 'a', now());
+            INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted, updated_at) VALUES
+              ('public.orders', '1', 5, true, now() - interval '10 days'), ('public.orders', '2', 5, false, now() - interval '10 days'),
+              ('public.orders', '3', 5, true, now());
+            """)
+        #expect(try BookkeepingSchema.prune(on: conn, olderThanDays: 7, chunk: 1) == 2)
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 1)
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.row_versions") == 2, "live rows' versions are kept however old")
+    }
+}

@@ -21,15 +21,11 @@ public final class ApplierService: Service, Sendable {
 
     public func run() async throws {
         let (settings, logger, stop, stopWhenCaughtUp, result, health) = (self.settings, self.logger, self.stop, self.stopWhenCaughtUp, self.result, self.health)
-        try await withGracefulShutdownHandler {
-            let counts = try await BlockingExecutor.run(name: "cdcr-consume-loop") {
-                let loop = ConsumeLoop(settings: settings, logger: logger, stop: stop, stopWhenCaughtUp: stopWhenCaughtUp, health: health)
-                return try loop.run()
-            }
-            result.set(counts)
-        } onGracefulShutdown: {
-            stop.stop()
+        let counts = try await runBlockingService(name: "cdcr-consume-loop", stop: stop) {
+            let loop = ConsumeLoop(settings: settings, logger: logger, stop: stop, stopWhenCaughtUp: stopWhenCaughtUp, health: health)
+            return try loop.run()
         }
+        result.set(counts)
     }
 
     /// The outcome totals once `run` has returned.

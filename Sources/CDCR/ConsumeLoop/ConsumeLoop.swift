@@ -61,6 +61,7 @@ public final class ConsumeLoop {
         logger.info("applier started", metadata: ["topics": "\(settings.topics.joined(separator: ","))", "group": "\(settings.group)"])
 
         var lastReport = ContinuousClock.now
+        var lastPrune = ContinuousClock.now - .seconds(3_000)  // first prune ten minutes after start
         while !stop.isStopped {
             if let rebalanceError { throw rebalanceError }
             let gotAny = try fillBatch(consumer)
@@ -73,6 +74,10 @@ public final class ConsumeLoop {
             if ContinuousClock.now - lastReport > .seconds(10) {
                 lastReport = .now
                 logger.info("progress", metadata: ["counts": "\(counts.json)"])
+            }
+            if ContinuousClock.now - lastPrune > .seconds(3_600) {
+                lastPrune = .now
+                pruneBookkeeping()
             }
         }
         // Graceful stop: the batch being filled is applied and committed before leaving the group.
@@ -108,6 +113,18 @@ public final class ConsumeLoop {
             }
         }
         return gotAny
+    }
+
+    /// Deletes ledger entries and tombstones older than the retention, in bounded chunks, between
+    /// batches. A failure is logged and tried again at the next hour; it never stops the applier.
+    private func pruneBookkeeping() {
+        guard let applier else { return }
+        do {
+            let n = try BookkeepingSchema.prune(on: applier.conn, olderThanDays: settings.ledgerRetentionDays)
+            if n > 0 { logger.info("pruned bookkeeping older than the retention", metadata: ["rows": "\(n)", "days": "\(settings.ledgerRetentionDays)"]) }
+        } catch {
+            logger.warning("pruning the ledger failed; will try again", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Applies, dead-letters and commits everything pending.

@@ -112,12 +112,8 @@ public final class GapFillService: Service, Sendable {
 
     public func run() async throws {
         let (settings, logger, stop) = (self.settings, self.logger, self.stop)
-        try await withGracefulShutdownHandler {
-            try await BlockingExecutor.run(name: "cdcr-gap-fill") {
-                try GapFillScheduler(settings: settings, logger: logger, stop: stop).run()
-            }
-        } onGracefulShutdown: {
-            stop.stop()
+        try await runBlockingService(name: "cdcr-gap-fill", stop: stop) {
+            try GapFillScheduler(settings: settings, logger: logger, stop: stop).run()
         }
     }
 }

@@ -2,6 +2,8 @@ import CDCCore
 import CDCKafka
 import CDCPostgres
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// Lag of one partition of the group.
 public struct PartitionLag: Sendable {
@@ -114,5 +116,40 @@ public final class LagMonitor {
             WHERE group_id = $1 AND topic = $2 AND partition = $3 ORDER BY sampled_at
             """, key)
         return rows.rows.map { LagSample(time: Double($0[0]!)!, committed: Int64($0[1]!)!, end: Int64($0[2]!)!) }
+    }
+}
+
+/// Samples the group's lag every `interval` inside `cdcr run`, so the `cdcr_consumer_lag_*` gauges
+/// stay current for Prometheus and the status page's history fills in.
+public final class LagSamplerService: Service, Sendable {
+    private let settings: Settings
+    private let logger: Logger
+    private let intervalSeconds: Int
+    private let stop = StopSignal()
+
+    public init(settings: Settings, logger: Logger, intervalSeconds: Int = 15) {
+        self.settings = settings
+        self.logger = logger
+        self.intervalSeconds = intervalSeconds
+    }
+
+    public func run() async throws {
+        let (settings, logger, stop, interval) = (self.settings, self.logger, self.stop, self.intervalSeconds)
+        try await runBlockingService(name: "cdcr-lag-sampler", stop: stop) {
+            var monitor: LagMonitor?
+            while !stop.isStopped {
+                do {
+                    if monitor == nil { monitor = try LagMonitor(settings: settings, windowSeconds: 300) }
+                    CDCRMetrics.recordLag(try monitor!.sample())
+                } catch {
+                    // Lag is observability: a failed sample is logged and retried, never fatal.
+                    logger.debug("lag sample failed", metadata: ["error": "\(error)"])
+                    monitor?.close()
+                    monitor = nil
+                }
+                stop.sleep(ms: interval * 1000)
+            }
+            monitor?.close()
+        }
     }
 }

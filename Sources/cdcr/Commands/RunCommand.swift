@@ -76,6 +76,7 @@ struct RunCommand: AsyncParsableCommand {
         ]
         if !noAdmin {
             services.append(.init(service: AdminServer.make(settings: settings, registry: registry, health: health, logger: logger)))
+            services.append(.init(service: LagSamplerService(settings: settings, logger: logger)))
         }
         if settings.sourceURL != nil && settings.gapFill.enabled && !noGapFill {
             services.append(.init(service: GapFillService(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
