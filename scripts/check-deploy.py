@@ -10,7 +10,8 @@ os.chdir(root)
 errors = []
 METRICS = {"cdcr_events_total", "cdcr_batch_duration_seconds", "cdcr_batch_events", "cdcr_consumer_lag_messages",
            "cdcr_consumer_lag_seconds", "cdcr_apply_latency_seconds", "cdcr_retries_total", "cdcr_gap_fill_changes_total",
-           "cdcr_gap_fill_last_success_timestamp_seconds", "cdcr_build_info"}
+           "cdcr_gap_fill_last_success_timestamp_seconds", "cdcr_build_info", "cdcr_consumer_lag_status",
+           "cdcr_consumer_group_status"}
 
 compose = yaml.safe_load(open("docker-compose.yml"))
 services = compose.get("services", {})

@@ -76,6 +76,9 @@ struct AdminTests {
         #expect(lag.status == 200)
         let report = try JSONParser.parse(lag.body.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(report["group"] == .string("adm") && report["total_lag"]?.int64Value == 0, "\(lag.body)")
+        let after = try #require(httpGet(port: port, path: "/metrics"))
+        #expect(after.body.contains(#"cdcr_consumer_group_status{group="adm"} 0"#), "the lag sample feeds the status gauges")
+        #expect(after.body.contains(#"cdcr_consumer_lag_messages{topic="adm",partition="0"} 0"#))
     }
 
     @Test("POST /replay needs the token, rejects bad bodies, and runs a job whose summary matches cdcr replay")

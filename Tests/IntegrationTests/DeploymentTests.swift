@@ -15,7 +15,7 @@ struct DeploymentTests {
     func alertRules() {
         let r = shell(["promtool", "check", "rules", Fixtures.projectRoot + "/config/alerts.yml"])
         #expect(r.status == 0, "\(r.output)")
-        #expect(r.output.contains("SUCCESS: 6 rules found"))
+        #expect(r.output.contains("SUCCESS: 7 rules found"))
     }
 }
 

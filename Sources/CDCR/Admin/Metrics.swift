@@ -20,6 +20,8 @@ public enum CDCRMetrics {
         "cdcr_consumer_lag_messages": "Consumer group lag in messages per partition.",
         "cdcr_consumer_lag_seconds": "Age of the oldest unapplied message per partition.",
         "cdcr_build_info": "Build information; always 1.",
+        "cdcr_consumer_lag_status": "Burrow status per partition: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 REWIND.",
+        "cdcr_consumer_group_status": "Burrow verdict of the consumer group: 0 OK, 1 WARN, 2 ERR.",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -102,7 +104,10 @@ public enum CDCRMetrics {
             let dims = [("topic", p.topic), ("partition", String(p.partition))]
             Gauge(label: "cdcr_consumer_lag_messages", dimensions: dims).set(to: Double(p.lag))
             if let s = p.lagSeconds { Gauge(label: "cdcr_consumer_lag_seconds", dimensions: dims).set(to: s) }
+            Gauge(label: "cdcr_consumer_lag_status", dimensions: dims).set(to: Double(LagStatus.allCases.firstIndex(of: p.status)!))
         }
+        let verdict: Double = switch report.status { case .ok: 0; case .warn: 1; case .err: 2 }
+        Gauge(label: "cdcr_consumer_group_status", dimensions: [("group", report.group)]).set(to: verdict)
     }
 }
 
