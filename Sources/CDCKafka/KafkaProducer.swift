@@ -132,11 +132,6 @@ public final class KafkaProducer: @unchecked Sendable {
         rd_kafka_destroy(rk)
     }
 
-    /// Partition ids of `topic` from broker metadata.
-    public func partitions(of topic: String, timeoutMs: Int32 = 10_000) throws(KafkaError) -> [Int32] {
-        try KafkaMetadata.partitions(try rkHandle(), topic: topic, timeoutMs: timeoutMs)
-    }
-
     /// Low and high watermarks of a partition.
     public func watermarks(_ tp: TopicPartition, timeoutMs: Int32 = 10_000) throws(KafkaError) -> (low: Int64, high: Int64) {
         try KafkaMetadata.watermarks(try rkHandle(), tp, timeoutMs: timeoutMs)

@@ -34,12 +34,6 @@ public final class MockCluster: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "create topic \(topic)") }
     }
 
-    /// Takes a broker down (connections refused and closed) or brings it back.
-    public func setBroker(_ id: Int32, up: Bool) {
-        guard let cluster else { return }
-        if up { _ = rd_kafka_mock_broker_set_up(cluster, id) } else { _ = rd_kafka_mock_broker_set_down(cluster, id) }
-    }
-
     /// Makes the next `count` requests of Kafka API `apiKey` (e.g. 8 = OffsetCommit, 1 = Fetch) fail
     /// with `error` (an `rd_kafka_resp_err_t` code), as a struggling broker would.
     public func failNextRequests(apiKey: Int16, error: Int32, count: Int) {

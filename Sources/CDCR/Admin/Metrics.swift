@@ -28,22 +28,22 @@ public enum CDCRMetrics {
         MetricNameDescriptor(metricName: name, unitName: "", helpText: help[name] ?? name)
     }
 
-    static func Counter(label: String, dimensions: [(String, String)] = []) -> Prometheus.Counter {
+    static func counter(_ label: String, _ dimensions: [(String, String)] = []) -> Prometheus.Counter {
         registry.makeCounter(descriptor: descriptor(label), labels: dimensions)
     }
 
-    static func Gauge(label: String, dimensions: [(String, String)] = []) -> Prometheus.Gauge {
+    static func gauge(_ label: String, _ dimensions: [(String, String)] = []) -> Prometheus.Gauge {
         registry.makeGauge(descriptor: descriptor(label), labels: dimensions)
     }
 
-    static func Timer(label: String) -> DurationHistogram {
+    static func durationHistogram(_ label: String) -> DurationHistogram {
         registry.makeDurationHistogram(descriptor: descriptor(label), labels: [], buckets: [
             .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250),
             .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10), .seconds(30), .seconds(60), .seconds(300),
         ])
     }
 
-    static func Recorder(label: String) -> ValueHistogram {
+    static func valueHistogram(_ label: String) -> ValueHistogram {
         registry.makeValueHistogram(descriptor: descriptor(label), labels: [], buckets: [1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000])
     }
 
@@ -54,7 +54,7 @@ public enum CDCRMetrics {
         tableFor: (ChangeEvent) -> String, took: Duration, now: Date = Date()
     ) {
         var counts: [[String]: Int] = [:]
-        let latency = Timer(label: "cdcr_apply_latency_seconds")
+        let latency = durationHistogram("cdcr_apply_latency_seconds")
         let nowMicros = Int64(now.timeIntervalSince1970 * 1_000_000)
         for (i, outcome) in outcomes.enumerated() {
             var table = "", operation = "unknown"
@@ -76,38 +76,38 @@ public enum CDCRMetrics {
             counts[[topics[i], table, operation, outcome.metricLabel], default: 0] += 1
         }
         for (labels, n) in counts {
-            Counter(label: "cdcr_events_total", dimensions: [
+            counter("cdcr_events_total", [
                 ("topic", labels[0]), ("table", labels[1]), ("operation", labels[2]), ("outcome", labels[3]),
             ]).increment(by: Int64(n))
         }
-        Recorder(label: "cdcr_batch_events").record(Double(outcomes.count))
-        Timer(label: "cdcr_batch_duration_seconds").recordNanoseconds(Int64(took.components.seconds) * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
+        valueHistogram("cdcr_batch_events").record(Double(outcomes.count))
+        durationHistogram("cdcr_batch_duration_seconds").recordNanoseconds(Int64(took.components.seconds) * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
     }
 
     static func recordRetry(_ reason: String) {
-        Counter(label: "cdcr_retries_total", dimensions: [("reason", reason)]).increment()
+        counter("cdcr_retries_total", [("reason", reason)]).increment()
     }
 
     static func recordGapFill(_ counts: ReplayCounts) {
         for (outcome, n) in [("applied", counts.appliedNow), ("already_applied", counts.alreadyApplied), ("stale", counts.stale), ("failed", counts.failed)] {
-            Counter(label: "cdcr_gap_fill_changes_total", dimensions: [("outcome", outcome)]).increment(by: Int64(n))
+            counter("cdcr_gap_fill_changes_total", [("outcome", outcome)]).increment(by: Int64(n))
         }
-        Gauge(label: "cdcr_gap_fill_last_success_timestamp_seconds").set(to: Date().timeIntervalSince1970)
+        gauge("cdcr_gap_fill_last_success_timestamp_seconds").set(to: Date().timeIntervalSince1970)
     }
 
     public static func recordBuildInfo(version: String) {
-        Gauge(label: "cdcr_build_info", dimensions: [("version", version)]).set(to: 1)
+        gauge("cdcr_build_info", [("version", version)]).set(to: 1)
     }
 
     static func recordLag(_ report: LagReport) {
         for p in report.partitions {
             let dims = [("topic", p.topic), ("partition", String(p.partition))]
-            Gauge(label: "cdcr_consumer_lag_messages", dimensions: dims).set(to: Double(p.lag))
-            if let s = p.lagSeconds { Gauge(label: "cdcr_consumer_lag_seconds", dimensions: dims).set(to: s) }
-            Gauge(label: "cdcr_consumer_lag_status", dimensions: dims).set(to: Double(LagStatus.allCases.firstIndex(of: p.status)!))
+            gauge("cdcr_consumer_lag_messages", dims).set(to: Double(p.lag))
+            if let s = p.lagSeconds { gauge("cdcr_consumer_lag_seconds", dims).set(to: s) }
+            gauge("cdcr_consumer_lag_status", dims).set(to: Double(LagStatus.allCases.firstIndex(of: p.status)!))
         }
         let verdict: Double = switch report.status { case .ok: 0; case .warn: 1; case .err: 2 }
-        Gauge(label: "cdcr_consumer_group_status", dimensions: [("group", report.group)]).set(to: verdict)
+        gauge("cdcr_consumer_group_status", [("group", report.group)]).set(to: verdict)
     }
 }
 

@@ -48,8 +48,6 @@ public struct OutcomeCounts: Sendable, Equatable {
         truncateIgnored += other.truncateIgnored
     }
 
-    public var total: Int { applied + duplicate + stale + deadLettered + tombstone + truncateIgnored }
-
     /// One-line JSON, printed by `cdcr run --stop-when-caught-up` on exit.
     public var json: String {
         "{\"applied\":\(applied),\"duplicate\":\(duplicate),\"stale\":\(stale),\"dead_lettered\":\(deadLettered),\"tombstone\":\(tombstone),\"truncate_ignored\":\(truncateIgnored)}"

@@ -28,8 +28,8 @@ public final class ApplierService: Service, Sendable {
         result.set(counts)
     }
 
-    /// The outcome totals once `run` has returned.
-    public var counts: RunSummary? { result.get() }
+    /// What the run did, once `run` has returned.
+    public var summary: RunSummary? { result.get() }
 }
 
 private final class ResultBox: Sendable {

@@ -29,8 +29,6 @@ public final class ConsumeLoop {
     public private(set) var counts = OutcomeCounts()
     /// When the first message arrived; the active period ends when `run` returns.
     private var firstMessageAt: ContinuousClock.Instant?
-    /// Called after every committed batch (metrics, tests).
-    public var onBatchCommitted: ((OutcomeCounts, Duration) -> Void)?
 
     private let health: HealthState?
 
@@ -168,7 +166,6 @@ public final class ConsumeLoop {
         CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
                                 tableFor: { settings.targetTable(for: $0.table).description }, took: took)
         health?.recordBatch(batchCounts)
-        onBatchCommitted?(batchCounts, took)
     }
 
     /// Decoding is pure and per message, so a large batch is split across the cores while the
@@ -192,7 +189,7 @@ public final class ConsumeLoop {
                 logger.warning("\(what) failed, retrying", metadata: [
                     "error": "\(error)", "reason": "\(reason)", "attempt": "\(backoff.attempt)", "delay_ms": "\(delay)",
                 ])
-                RetryCounter.shared.increment(reason)
+                CDCRMetrics.recordRetry(reason)
                 if !stop.sleep(ms: delay) { throw StoppedDuringRetry() }
                 if let applier, !applier.conn.isHealthy || reason == "pg_connection" {
                     applier.conn.close()

@@ -17,8 +17,6 @@ public final class GapFillScheduler {
     private let settings: Settings
     private let logger: Logger
     private let stop: StopSignal
-    /// Called after each pass with its report (metrics, tests).
-    public var onPass: ((ReplayReport) -> Void)?
 
     public init(settings: Settings, logger: Logger, stop: StopSignal) {
         self.settings = settings
@@ -46,7 +44,7 @@ public final class GapFillScheduler {
             } catch {
                 guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
                 logger.warning("gap fill pass failed, retrying", metadata: ["error": "\(error)", "reason": "\(reason)"])
-                RetryCounter.shared.increment(reason)
+                CDCRMetrics.recordRetry(reason)
                 conns = nil
                 stop.sleep(ms: backoff.next())
             }
@@ -95,7 +93,6 @@ public final class GapFillScheduler {
             logger.debug("gap fill pass", metadata: ["window_start": "\(start)", "window_end": "\(end)", "counts": "\(t.json)"])
         }
         CDCRMetrics.recordGapFill(t)
-        onPass?(report)
     }
 }
 

@@ -93,7 +93,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch {
             fail("\(error)")
         }
-        if stopWhenCaughtUp, let summary = applier.counts { print(summary.json) }
+        if stopWhenCaughtUp, let summary = applier.summary { print(summary.json) }
     }
 }
 
