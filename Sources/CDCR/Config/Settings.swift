@@ -40,6 +40,8 @@ public struct Settings: Sendable {
     public var gapFill = GapFillSettings()
     /// The admin HTTP server inside `cdcr run`.
     public var admin = AdminSettings()
+    /// Defaults of `cdcr verify`, `cdcr repair` and `cdcr audit`.
+    public var verify = VerifySettings()
 
     public init() {}
 
@@ -76,4 +78,14 @@ public struct AdminSettings: Sendable {
     public init() {}
 
     public var isLoopback: Bool { host == "127.0.0.1" || host == "localhost" || host == "::1" || host.hasPrefix("127.") }
+}
+
+/// `verify` settings: the tables verify, repair and audit work on when no `--table` is given
+/// (falling back to `tables`), and defaults of their flags.
+public struct VerifySettings: Sendable {
+    public var tables: [TableName]?
+    public var floatTolerance: Double?
+    public var settleSeconds: Double = 0
+
+    public init() {}
 }

@@ -116,6 +116,17 @@ public enum SettingsLoader {
                     default: throw ConfigError(name, "unknown setting")
                     }
                 }
+            case "verify":
+                guard let v = value.objectMembers else { throw ConfigError(where_, "must be an object") }
+                for (k, item) in v {
+                    let name = "verify.\(k) (in \(path))"
+                    switch k {
+                    case "tables": s.verify.tables = try strings(item, name).map(TableName.init(parsing:))
+                    case "float_tolerance": s.verify.floatTolerance = try nonNegative(item, name)
+                    case "settle_seconds": s.verify.settleSeconds = try nonNegative(item, name)
+                    default: throw ConfigError(name, "unknown setting")
+                    }
+                }
             default:
                 // Sections of later features are accepted by their own loaders.
                 if extensionSections.contains(key) { continue }
@@ -125,7 +136,7 @@ public enum SettingsLoader {
     }
 
     /// Top-level sections read by other components (kept here so a typo still fails loudly).
-    static let extensionSections: Set<String> = ["verify", "lag", "source_tables", "$comment"]
+    static let extensionSections: Set<String> = ["lag", "source_tables", "$comment"]
 
     static func applyEnvironment(_ env: [String: String], to s: inout Settings) throws(ConfigError) {
         if let v = env["CDCR_BROKERS"] { s.brokers = v }
@@ -231,6 +242,11 @@ public enum SettingsLoader {
         case let .bool(b): return b ? "true" : "false"
         default: throw ConfigError(name, "must be a string, number or boolean")
         }
+    }
+
+    private static func nonNegative(_ v: JSONValue, _ name: String) throws(ConfigError) -> Double {
+        guard case let .number(text) = v, let d = Double(text), d >= 0, d.isFinite else { throw ConfigError(name, "must be a number ≥ 0") }
+        return d
     }
 
     private static func int(_ v: JSONValue, _ name: String) throws(ConfigError) -> Int {

@@ -1,0 +1,128 @@
+/// A key in canonical text form, one entry per primary-key column (see `ComparedColumn.canonicalText`).
+public typealias KeyTexts = [String]
+
+/// Orders keys for reports: integers numerically, other texts as strings, column by column.
+public func keyPrecedes(_ a: KeyTexts, _ b: KeyTexts) -> Bool {
+    for (x, y) in zip(a, b) where x != y {
+        if let i = Int64(x), let j = Int64(y) { return i < j }
+        return x < y
+    }
+    return a.count < b.count
+}
+
+/// A range of primary keys in key order: `lo` inclusive, `hi` exclusive, nil = unbounded.
+public struct KeyRange: Sendable, Equatable, CustomStringConvertible {
+    public var lo: KeyTexts?
+    public var hi: KeyTexts?
+
+    public init(lo: KeyTexts?, hi: KeyTexts?) {
+        self.lo = lo
+        self.hi = hi
+    }
+
+    public static let all = KeyRange(lo: nil, hi: nil)
+
+    public var description: String {
+        "[\(lo.map { $0.joined(separator: ",") } ?? "-∞"), \(hi.map { $0.joined(separator: ",") } ?? "+∞"))"
+    }
+
+    /// Splits the range at `boundaries` (inside the range, in key order): n boundaries give n + 1 ranges.
+    public func split(at boundaries: [KeyTexts]) -> [KeyRange] {
+        var out: [KeyRange] = []
+        var lower = lo
+        for b in boundaries where b != lower {
+            out.append(KeyRange(lo: lower, hi: b))
+            lower = b
+        }
+        out.append(KeyRange(lo: lower, hi: hi))
+        return out
+    }
+}
+
+/// Row count and hash sum of one range on one side, as computed inside the database.
+public struct RangeChecksum: Sendable, Equatable {
+    public var count: Int64
+    /// The exact sum of the rows' 64-bit hashes, as decimal text (PostgreSQL `numeric`).
+    public var sum: String
+
+    public init(count: Int64, sum: String) {
+        self.count = count
+        self.sum = sum
+    }
+
+    public static let empty = RangeChecksum(count: 0, sum: "0")
+}
+
+/// What to do next with a range, given both sides' checksums.
+public enum RangeVerdict: Sendable, Equatable {
+    /// Same count and hash sum: the rows are equal (up to a 2⁻⁶⁴ collision).
+    case equal
+    /// Only one side has rows: every one of them is missing (source) or extra (target). No hashes needed.
+    case onlyIn(Side)
+    /// Small enough to fetch each row's key and hash from both sides and compare them.
+    case compareRows
+    /// Too large to fetch: split at keys sampled from `side` (the one with more rows) and compare again.
+    case split(sampleFrom: Side)
+}
+
+/// The tuning of the range descent.
+public struct DescentPolicy: Sendable, Equatable {
+    /// A differing range with at most this many rows (on the larger side) is compared row by row.
+    public var leafRows: Int64
+    /// A differing larger range is split into about this many parts.
+    public var fanout: Int
+    /// Rows per range aimed at by the first split of a whole table.
+    public var rowsPerRootRange: Int64
+    /// Most ranges in the first split (each is one group in one query).
+    public var maxRootRanges: Int
+
+    public init(leafRows: Int64 = 600, fanout: Int = 32, rowsPerRootRange: Int64 = 500, maxRootRanges: Int = 8_192) {
+        self.leafRows = leafRows
+        self.fanout = fanout
+        self.rowsPerRootRange = rowsPerRootRange
+        self.maxRootRanges = maxRootRanges
+    }
+
+    public func verdict(source: RangeChecksum, target: RangeChecksum) -> RangeVerdict {
+        if source == target { return .equal }
+        if target.count == 0 { return .onlyIn(.source) }
+        if source.count == 0 { return .onlyIn(.target) }
+        if max(source.count, target.count) <= leafRows { return .compareRows }
+        return .split(sampleFrom: source.count >= target.count ? .source : .target)
+    }
+
+    /// How many ranges to cut a table of about `estimatedRows` into first.
+    public func rootRanges(estimatedRows: Int64) -> Int {
+        guard estimatedRows > leafRows else { return 1 }
+        return Int(min(Int64(maxRootRanges), max(2, estimatedRows / rowsPerRootRange)))
+    }
+
+    /// Equal-width cuts of the integer key span [lo, hi] into `ranges`, when the key is dense enough
+    /// (`estimatedRows` fill at least half of the span); nil means "sample boundaries instead".
+    public func equalWidthBoundaries(lo: Int64, hi: Int64, ranges: Int, estimatedRows: Int64) -> [Int64]? {
+        guard hi > lo, ranges > 1 else { return nil }
+        let span = Double(hi) - Double(lo) + 1
+        guard Double(estimatedRows) >= span / 2 else { return nil }
+        let width = span / Double(ranges)
+        guard width >= 1 else { return nil }
+        var cuts: [Int64] = []
+        for i in 1..<ranges {
+            let cut = lo + Int64((Double(i) * width).rounded(.down))
+            if cut > (cuts.last ?? lo) { cuts.append(cut) }
+        }
+        return cuts
+    }
+
+    /// The union of two optional closed spans.
+    public static func union(_ a: (Int64, Int64)?, _ b: (Int64, Int64)?) -> (Int64, Int64)? {
+        switch (a, b) {
+        case let (x?, y?): (min(x.0, y.0), max(x.1, y.1))
+        case let (x?, nil): x
+        case let (nil, y?): y
+        case (nil, nil): nil
+        }
+    }
+
+    /// Every how many keys of a range of `rows` rows to take a boundary so it splits into ~`fanout`.
+    public func sampleStep(rows: Int64) -> Int64 { max(1, (rows + Int64(fanout) - 1) / Int64(fanout)) }
+}

@@ -1,0 +1,191 @@
+import CDCCore
+import CDCPostgres
+import Foundation
+
+/// What verify found for one table.
+public struct TableDiff: Sendable {
+    public let source: TableName
+    public let target: TableName
+    public let keyNames: [String]
+    public var sourceRows: Int64 = 0
+    public var targetRows: Int64 = 0
+    /// Every differing key, with what differs, in key order of the canonical texts.
+    public var differences: [(key: KeyTexts, difference: RowDifference)] = []
+    /// Differences that went away when re-checked after `--settle` (changes in flight).
+    public var settled = 0
+    public var duration: Duration = .zero
+    public var notes: [String] = []
+    /// How the descent went: ranges checksummed per level, rows compared row by row.
+    public var rangesPerLevel: [Int] = []
+    public var rowsFetched = 0
+
+    public var missing: Int { differences.count { if case .missing = $0.difference { true } else { false } } }
+    public var extra: Int { differences.count { if case .extra = $0.difference { true } else { false } } }
+    public var different: Int { differences.count { if case .different = $0.difference { true } else { false } } }
+    public var isConsistent: Bool { differences.isEmpty }
+
+    /// `id=7` or `order_id=1, line_no=2`.
+    public func describe(_ key: KeyTexts) -> String {
+        zip(keyNames, key).map { "\($0)=\($1)" }.joined(separator: ", ")
+    }
+}
+
+/// Compares one table between source and target by descending key ranges: each level computes, in
+/// both databases at once, the row count and the sum of 64-bit row hashes of every range; equal
+/// ranges are done, small differing ranges are compared key by key (hashes only), large ones are
+/// split at keys sampled from the side with more rows. Only the rows whose hashes differ are fetched
+/// whole, to name the differing columns. Each side reads one REPEATABLE READ snapshot.
+public final class TableVerifier {
+    let pair: TablePair
+    let source: VerifySide
+    let target: VerifySide
+    let policy: DescentPolicy
+    let comparator: RowComparator
+    let progress: (String) -> Void
+    /// Rows fetched per statement when comparing whole rows.
+    var rowChunk = 5_000
+
+    public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
+                floatTolerance: Double?, progress: @escaping (String) -> Void = { _ in }) {
+        self.pair = pair
+        self.source = source
+        self.target = target
+        self.policy = policy
+        self.comparator = RowComparator(columns: pair.columns, floatTolerance: floatTolerance)
+        self.progress = progress
+    }
+
+    /// Runs the comparison; `settleSeconds` > 0 re-checks the differing rows after that delay.
+    public func run(settleSeconds: Double = 0) throws -> TableDiff {
+        let started = ContinuousClock.now
+        var diff = TableDiff(source: pair.source.name, target: pair.target.name, keyNames: pair.keyColumns.map(\.name))
+        diff.notes = pair.notes
+        let (source, target) = (self.source, self.target)
+        _ = try concurrently({ try Self.beginSnapshot(source.conn) }, { try Self.beginSnapshot(target.conn) })
+        do {
+            try descend(into: &diff)
+            _ = try concurrently({ try source.conn.execute("COMMIT") }, { try target.conn.execute("COMMIT") })
+        } catch {
+            _ = try? source.conn.execute("ROLLBACK")
+            _ = try? target.conn.execute("ROLLBACK")
+            throw error
+        }
+        if settleSeconds > 0 && !diff.differences.isEmpty {
+            progress("\(diff.differences.count) differing rows; re-checking them in \(settleSeconds) s (--settle)")
+            Thread.sleep(forTimeInterval: settleSeconds)
+            let before = diff.differences.count
+            diff.differences = try compareRows(diff.differences.map(\.key))
+            diff.settled = before - diff.differences.count
+        }
+        diff.differences.sort { keyPrecedes($0.key, $1.key) }
+        diff.duration = ContinuousClock.now - started
+        return diff
+    }
+
+    static func beginSnapshot(_ conn: PGConnection) throws {
+        try conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+    }
+
+    private func descend(into diff: inout TableDiff) throws {
+        let (source, target) = (self.source, self.target)
+        let (se, te) = try concurrently({ try source.estimatedRows() }, { try target.estimatedRows() })
+        let estimate = max(se, te)
+        let rootCount = policy.rootRanges(estimatedRows: estimate)
+        var ranges = KeyRange.all.split(at: try rootBoundaries(count: rootCount, estimate: estimate, sampler: se >= te ? source : target))
+        trace("sampled \(ranges.count) ranges")
+        var candidates: [KeyTexts] = []
+        var missing: [KeyTexts] = [], extra: [KeyTexts] = []
+        var level = 0
+        while !ranges.isEmpty {
+            let current = ranges
+            let (cs, ct) = try concurrently({ try source.checksums(current) }, { try target.checksums(current) })
+            if level == 0 {
+                diff.sourceRows = cs.reduce(0) { $0 + $1.count }
+                diff.targetRows = ct.reduce(0) { $0 + $1.count }
+            }
+            diff.rangesPerLevel.append(ranges.count)
+            var leaves: [KeyRange] = [], onlySource: [KeyRange] = [], onlyTarget: [KeyRange] = []
+            var splitSource: [(KeyRange, Int64)] = [], splitTarget: [(KeyRange, Int64)] = []
+            for (i, range) in ranges.enumerated() {
+                switch policy.verdict(source: cs[i], target: ct[i]) {
+                case .equal: break
+                case .compareRows: leaves.append(range)
+                case .onlyIn(.source): onlySource.append(range)
+                case .onlyIn(.target): onlyTarget.append(range)
+                case .split(sampleFrom: .source): splitSource.append((range, cs[i].count))
+                case .split(sampleFrom: .target): splitTarget.append((range, ct[i].count))
+                }
+            }
+            trace("level \(level) ranges \(ranges.count)")
+            progress("level \(level): \(ranges.count) ranges, \(ranges.count - leaves.count - onlySource.count - onlyTarget.count - splitSource.count - splitTarget.count) equal, \(leaves.count + onlySource.count + onlyTarget.count) compared row by row, \(splitSource.count + splitTarget.count) split further")
+
+            trace("classified")
+            let (hs, ht) = try concurrently({ [leaves] in try source.rowHashes(leaves) }, { [leaves] in try target.rowHashes(leaves) })
+            let found = differingKeys(source: hs, target: ht)
+            missing += found.missing
+            extra += found.extra
+            candidates += found.changed
+            diff.rowsFetched += hs.count + ht.count
+            trace("leaves \(leaves.count) rows \(hs.count)")
+            let (ks, kt) = try concurrently({ [onlySource] in try source.keys(onlySource) }, { [onlyTarget] in try target.keys(onlyTarget) })
+            missing += ks
+            extra += kt
+            diff.rowsFetched += ks.count + kt.count
+
+            let policy = self.policy
+            let (bs, bt) = try concurrently(
+                { [splitSource] in try source.boundaries(splitSource.map(\.0), steps: splitSource.map { policy.sampleStep(rows: $0.1) }) },
+                { [splitTarget] in try target.boundaries(splitTarget.map(\.0), steps: splitTarget.map { policy.sampleStep(rows: $0.1) }) })
+            trace("boundaries for \(splitSource.count + splitTarget.count)")
+            ranges = []
+            for (i, (range, _)) in splitSource.enumerated() { ranges += range.split(at: bs[i]) }
+            for (i, (range, _)) in splitTarget.enumerated() { ranges += range.split(at: bt[i]) }
+            level += 1
+        }
+        // A key can look missing in one range and extra in another when the sides order text keys
+        // differently; such keys exist on both sides and are compared as rows.
+        trace("descent done")
+        let extraSet = Set(extra)
+        let both = Set(missing.filter { extraSet.contains($0) })
+        candidates += both
+        var differences = missing.filter { !both.contains($0) }.map { (key: $0, difference: RowDifference.missing) }
+        differences += extra.filter { !both.contains($0) }.map { (key: $0, difference: RowDifference.extra) }
+        differences += try compareRows(candidates)
+        diff.differences = differences
+        trace("rows compared")
+    }
+
+    private let traceStart = ContinuousClock.now
+    private func trace(_ what: String) {
+        if ProcessInfo.processInfo.environment["CDCR_VERIFY_TRACE"] != nil { FileHandle.standardError.write(Data("trace \(ContinuousClock.now - traceStart) \(what)\n".utf8)) }
+    }
+
+    /// Keys cutting the whole table into about `count` ranges of similar size. A dense integer key
+    /// (at least half of its span occupied, so no equal-width range can hold more than about twice the
+    /// average) is cut arithmetically from its bounds; any other key at keys sampled from `sampler`.
+    func rootBoundaries(count: Int, estimate: Int64, sampler: VerifySide) throws -> [KeyTexts] {
+        guard count > 1 else { return [] }
+        let (source, target) = (self.source, self.target)
+        let (bs, bt) = try concurrently({ try source.integerKeyBounds() }, { try target.integerKeyBounds() })
+        if let (lo, hi) = DescentPolicy.union(bs, bt), let cuts = policy.equalWidthBoundaries(lo: lo, hi: hi, ranges: count, estimatedRows: estimate) {
+            return cuts.map { [String($0)] }
+        }
+        return try sampler.rootBoundaries(ranges: count, estimatedRows: estimate)
+    }
+
+    /// Fetches the rows of `keys` from both sides and compares them column by column.
+    func compareRows(_ keys: [KeyTexts]) throws -> [(key: KeyTexts, difference: RowDifference)] {
+        var out: [(key: KeyTexts, difference: RowDifference)] = []
+        let (source, target) = (self.source, self.target)
+        var start = 0
+        while start < keys.count {
+            let chunk = Array(keys[start..<min(keys.count, start + rowChunk)])
+            let (rs, rt) = try concurrently({ try source.rows(chunk) }, { try target.rows(chunk) })
+            for key in chunk {
+                if let d = comparator.compare(source: rs[key], target: rt[key]) { out.append((key, d)) }
+            }
+            start += rowChunk
+        }
+        return out
+    }
+}

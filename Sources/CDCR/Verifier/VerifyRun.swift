@@ -1,0 +1,108 @@
+import CDCCore
+import CDCPostgres
+import Foundation
+import Logging
+
+/// What `cdcr verify` (and `cdcr repair`) compare and how.
+public struct VerifyOptions: Sendable {
+    /// Source tables to compare (each goes to its `table_map` target).
+    public var tables: [TableName] = []
+    /// Non-key columns to compare; nil compares every column the two sides share.
+    public var columns: [String]?
+    /// A boolean SQL expression over the table's columns, applied on both sides.
+    public var predicate: String?
+    public var floatTolerance: Double?
+    public var settleSeconds: Double = 0
+    public var policy = DescentPolicy()
+
+    public init() {}
+}
+
+/// The result of a verify run over several tables.
+public struct VerifyReport: Sendable {
+    public var tables: [TableDiff] = []
+    public var duration: Duration = .zero
+
+    public init() {}
+
+    public var missing: Int { tables.reduce(0) { $0 + $1.missing } }
+    public var extra: Int { tables.reduce(0) { $0 + $1.extra } }
+    public var different: Int { tables.reduce(0) { $0 + $1.different } }
+    public var isConsistent: Bool { tables.allSatisfy(\.isConsistent) }
+}
+
+/// Opens read-only sessions on both databases and compares table after table.
+public final class VerifyRun {
+    public let source: PGConnection
+    public let target: PGConnection
+    let settings: Settings
+    let options: VerifyOptions
+
+    /// Connects to both sides, checks they are recent enough and hash alike.
+    public init(settings: Settings, options: VerifyOptions) throws {
+        guard let sourceURL = settings.sourceURL else { throw VerifyError("no source database configured (--source / CDCR_SOURCE_URL)") }
+        guard let targetURL = settings.targetURL else { throw VerifyError("no target database configured (--target / CDCR_TARGET_URL)") }
+        self.settings = settings
+        self.options = options
+        let (s, t) = try concurrently({ try Self.open(sourceURL, name: "cdcr-verify") }, { try Self.open(targetURL, name: "cdcr-verify") })
+        source = s
+        target = t
+        try checkHashesAgree()
+    }
+
+    public func close() {
+        source.close()
+        target.close()
+    }
+
+    /// A verify session: canonical text forms (UTC, ISO dates, exact floats) and no JIT, whose
+    /// compilation costs more than these scans' expressions save.
+    static func open(_ url: String, name: String) throws -> PGConnection {
+        let conn = try TargetConnection.open(url, applicationName: name)
+        try conn.execute("SET jit = off")
+        let version = Int(try conn.query("SHOW server_version_num").scalar ?? "0") ?? 0
+        if version < 130_000 {
+            throw VerifyError("PostgreSQL \(version / 10_000) is too old for cdcr verify (needs 13 or later: trim_scale, extended hash functions)")
+        }
+        return conn
+    }
+
+    /// The checksums are only comparable if both servers compute the same hashes (same byte order).
+    func checkHashesAgree() throws {
+        let probe = """
+            SELECT concat_ws(',', hashtextextended('cdcr', 1), hash_numeric_extended(12.50, 2), jsonb_hash_extended('{"a":[1,"x"]}', 3),
+                uuid_hash_extended('6f1c2d3e-0000-4000-8000-00000000abcd', 4), timestamp_hash_extended('2026-11-24 10:00:00.5', 5),
+                hashfloat8extended(0.1, 6), hashint8extended(7, 7), hashint4extended(42, 8))
+            """
+        let (a, b) = try concurrently({ [source] in try source.query(probe).scalar }, { [target] in try target.query(probe).scalar })
+        if a != b {
+            throw VerifyError("the source and target servers compute different hash values (different byte order or build); checksums cannot be compared")
+        }
+    }
+
+    /// Verifies one table.
+    public func verify(_ sourceName: TableName, progress: @escaping (String) -> Void = { _ in }) throws -> TableDiff {
+        let targetName = settings.targetTable(for: sourceName)
+        // The source first: a bad predicate stops here, before anything runs on the target.
+        if try Catalog.load(sourceName, on: source) != nil {
+            try VerifySide.checkPredicate(options.predicate, table: sourceName, side: .source, on: source)
+        }
+        let pair = try TablePair.resolve(source: sourceName, target: targetName, only: options.columns, sourceConn: source, targetConn: target)
+        let s = VerifySide(.source, conn: source, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
+        let t = VerifySide(.target, conn: target, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
+        try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
+        let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance, progress: progress)
+        return try verifier.run(settleSeconds: options.settleSeconds)
+    }
+
+    /// Verifies every table of the options, in order.
+    public func verifyAll(progress: @escaping (TableName, String) -> Void = { _, _ in }) throws -> VerifyReport {
+        let started = ContinuousClock.now
+        var report = VerifyReport()
+        for name in options.tables {
+            report.tables.append(try verify(name) { progress(name, $0) })
+        }
+        report.duration = ContinuousClock.now - started
+        return report
+    }
+}
