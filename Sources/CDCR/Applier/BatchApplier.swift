@@ -51,6 +51,26 @@ public final class BatchApplier {
         }
     }
 
+    /// Like `apply`, inside a transaction the caller has open (and commits): the repairer locks rows
+    /// and writes its log in the same transaction. A refused batch is retried, isolating the poison
+    /// changes, after rolling back to a savepoint.
+    public func applyInOpenTransaction(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [EventOutcome] {
+        phases.removeAll(keepingCapacity: true)
+        phaseStart = .now
+        try conn.execute("SAVEPOINT cdcr_batch")
+        do {
+            let outcomes = try run(items, isolated: false)
+            try conn.execute("RELEASE SAVEPOINT cdcr_batch")
+            return outcomes
+        } catch {
+            guard case .poison = ErrorClassifier.classify(error) else { throw error }
+            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_batch; RELEASE SAVEPOINT cdcr_batch")
+            catalog.invalidate()
+            statements.removeAll()
+            return try run(items, isolated: true)
+        }
+    }
+
     private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
         guard dryRun else { return try conn.transaction { _ in try body() } }
         try conn.execute("BEGIN")
@@ -243,15 +263,5 @@ public final class BatchApplier {
 
 /// A PostgreSQL array literal of text values, for binding as one `text[]` parameter.
 func pgArrayLiteral(_ values: [String]) -> String {
-    var out = "{"
-    for (i, v) in values.enumerated() {
-        if i > 0 { out += "," }
-        out += "\""
-        for c in v.unicodeScalars {
-            if c == "\"" || c == "\\" { out += "\\" }
-            out.unicodeScalars.append(c)
-        }
-        out += "\""
-    }
-    return out + "}"
+    pgArrayLiteralNullable(values.map(Optional.some))
 }

@@ -27,12 +27,14 @@ struct StageStatements {
         let keyExpr = StageStatements.rowKey(table, alias: "s")
         // The guard: a row's version only moves forward. Rows whose stored version is newer lose and
         // their changes end stale; a delete leaves a tombstone version so late inserts cannot resurrect it.
+        // A change without a version (a repair from the source of truth, a versionless event) always
+        // applies and leaves the stored version as it was, so late older changes stay stale.
         guardSQL = """
             WITH g AS (
                 INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
                 SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s ORDER BY 2
                 ON CONFLICT (table_name, row_key) DO UPDATE
-                    SET version = EXCLUDED.version, deleted = EXCLUDED.deleted, updated_at = now()
+                    SET version = coalesce(EXCLUDED.version, rv.version), deleted = EXCLUDED.deleted, updated_at = now()
                     WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
                 RETURNING rv.row_key)
             UPDATE \(stage) s SET _cdcr_won = true FROM g WHERE g.row_key = \(keyExpr)

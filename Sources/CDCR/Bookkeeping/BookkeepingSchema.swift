@@ -45,6 +45,29 @@ public enum BookkeepingSchema {
             PRIMARY KEY (group_id, topic, partition, sampled_at)
         );
         """,
+        """
+        CREATE TABLE cdcr.repair_log (
+            id           bigserial PRIMARY KEY,
+            run_id       text NOT NULL,
+            table_name   text NOT NULL,             -- target table, schema-qualified
+            row_key      jsonb NOT NULL,            -- {"key column": "value", …}
+            action       text NOT NULL CHECK (action IN ('insert', 'update', 'delete')),
+            before_image jsonb,                     -- the target row before (NULL for an insert)
+            after_image  jsonb,                     -- the target row after (NULL for a delete)
+            change_id    text NOT NULL,             -- its entry in cdcr.ledger
+            repaired_at  timestamptz NOT NULL DEFAULT now()
+        );
+        CREATE INDEX repair_log_run ON cdcr.repair_log (run_id);
+        CREATE TABLE cdcr.audit (
+            table_schema  text NOT NULL,
+            table_name    text NOT NULL,
+            src_row_count bigint NOT NULL,
+            tgt_row_count bigint NOT NULL,
+            status        text NOT NULL CHECK (status IN ('ok', 'partial', 'overload', 'reject')),
+            updated_at    timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (table_schema, table_name)
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

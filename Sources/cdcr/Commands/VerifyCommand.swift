@@ -120,3 +120,129 @@ final class TerminalProgress {
         if enabled { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
     }
 }
+
+struct RepairCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repair",
+        abstract: "Make target tables equal to the source (the truth) for the rows verify finds different.",
+        discussion: """
+            --dry-run (the default) reports what would change; --print writes reviewable SQL; --execute applies the \
+            fixes through the applier (ledger, version guard) in batches and records each in cdcr.repair_log with its \
+            before- and after-image. Extra target rows are deleted only with --allow-delete. Exit codes: 0 done (or \
+            nothing to do), 1 error, 2 the target still differs (fixes refused, or extra rows kept).
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var compare: CompareOptions
+    @Flag(exclusivity: .exclusive, help: "What to do (default: --dry-run).")
+    var mode: RepairModeFlag = .dryRun
+    @Flag(help: "Delete target rows that are not in the source.")
+    var allowDelete = false
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func run() throws {
+        let settings = try global.settings()
+        let options = try compare.options(settings)
+        let logger = Logs.logger(settings, label: "cdcr.repair")
+        let progress = TerminalProgress(enabled: !json && mode != .print)
+        var results: [RepairResult] = []
+        var runID = ""
+        do {
+            let run = try VerifyRun(settings: settings, options: options)
+            defer { run.close() }
+            let repairer = Repairer(run: run, settings: settings, logger: logger, allowDelete: allowDelete)
+            runID = repairer.runID
+            for table in options.tables {
+                let diff = try run.verify(table) { progress.show("\(table): \($0)") }
+                progress.clear()
+                switch mode {
+                case .dryRun: results.append(repairer.dryRun(diff))
+                case .print:
+                    print(try repairer.sql(diff), terminator: "")
+                    results.append(repairer.dryRun(diff))
+                case .execute:
+                    progress.show("\(table): repairing \(diff.differences.count) rows")
+                    results.append(try repairer.execute(diff))
+                    progress.clear()
+                }
+            }
+        } catch {
+            progress.clear()
+            fail("\(error)")
+        }
+        if mode != .print {
+            print(json ? jsonSummary(results, runID: runID) : textSummary(results, runID: runID))
+        }
+        let stillDiffers = results.contains { !$0.failed.isEmpty || ($0.keptExtra > 0 && mode == .execute) }
+        if stillDiffers { throw ExitCode(2) }
+    }
+
+    private func textSummary(_ results: [RepairResult], runID: String) -> String {
+        let verb = mode == .execute ? "" : "would "
+        var lines = results.map { r in
+            var line = "\(r.table): \(verb)insert \(r.inserted), \(verb)update \(r.updated), \(verb)delete \(r.deleted)"
+            if r.keptExtra > 0 { line += ", \(r.keptExtra) extra rows kept (--allow-delete deletes them)" }
+            if r.alreadyEqual > 0 { line += ", \(r.alreadyEqual) already equal when re-read" }
+            if !r.failed.isEmpty { line += ", \(r.failed.count) refused" }
+            return line + (r.failed.isEmpty ? "" : "\n" + r.failed.prefix(20).map { "  ! \($0.key): \($0.reason)" }.joined(separator: "\n"))
+        }
+        switch mode {
+        case .dryRun: lines.append("dry run: nothing was changed (--execute applies, --print shows the SQL)")
+        case .execute: lines.append("run \(runID): \(results.reduce(0) { $0 + $1.changed }) rows changed, logged in cdcr.repair_log")
+        case .print: break
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    private func jsonSummary(_ results: [RepairResult], runID: String) -> String {
+        let tables = results.map { r in
+            "{\"table\":\(JSONValue.string(r.table.description).serialized),\"inserted\":\(r.inserted),\"updated\":\(r.updated),\"deleted\":\(r.deleted),"
+                + "\"kept_extra\":\(r.keptExtra),\"already_equal\":\(r.alreadyEqual),\"failed\":["
+                + r.failed.map { "{\"key\":\(JSONValue.string($0.key).serialized),\"reason\":\(JSONValue.string($0.reason).serialized)}" }.joined(separator: ",") + "]}"
+        }
+        return "{\"mode\":\"\(mode.rawValue)\",\"run_id\":\(mode == .execute ? JSONValue.string(runID).serialized : "null"),\"tables\":[\(tables.joined(separator: ","))]}"
+    }
+}
+
+/// `--dry-run | --print | --execute`.
+enum RepairModeFlag: String, EnumerableFlag {
+    case dryRun = "dry-run", print, execute
+
+    static func name(for value: RepairModeFlag) -> NameSpecification { .customLong(value.rawValue) }
+}
+
+struct AuditCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "Refresh cdcr.audit in the target: row counts of every table on both sides and a status.",
+        discussion: "Status: ok (equal counts), partial (the target has fewer rows), overload (more), reject (none while the source has some)."
+    )
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .customLong("table"), help: "Source table; repeatable (default: verify.tables, else tables).")
+    var tables: [String] = []
+    @Flag(help: "Print the audit rows as JSON.")
+    var json = false
+
+    func run() throws {
+        let settings = try global.settings()
+        let names = tables.isEmpty ? (settings.verify.tables ?? settings.tables ?? []) : tables.map(TableName.init(parsing:))
+        guard !names.isEmpty else { throw ValidationError("no table to audit: give --table NAME, or verify.tables (or tables) in the config") }
+        let rows: [AuditRow]
+        do {
+            let run = try VerifyRun(settings: settings, options: VerifyOptions())
+            defer { run.close() }
+            rows = try Audit.refresh(run: run, settings: settings, tables: names)
+        } catch {
+            fail("\(error)")
+        }
+        if json {
+            print("[" + rows.map { r in
+                "{\"table_schema\":\(JSONValue.string(r.table.schema).serialized),\"table_name\":\(JSONValue.string(r.table.name).serialized),"
+                    + "\"src_row_count\":\(r.sourceRows),\"tgt_row_count\":\(r.targetRows),\"status\":\"\(r.status)\"}"
+            }.joined(separator: ",") + "]")
+        } else {
+            for r in rows { print("\(r.table): source \(r.sourceRows), target \(r.targetRows): \(r.status)") }
+        }
+    }
+}

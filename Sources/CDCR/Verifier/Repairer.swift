@@ -1,0 +1,205 @@
+import CDCCore
+import CDCPostgres
+import Foundation
+import Logging
+
+/// How `cdcr repair` acts on the differences verify found.
+public enum RepairMode: String, Sendable, CaseIterable {
+    /// Report what would change; change nothing (the default).
+    case dryRun = "dry-run"
+    /// Write reviewable SQL that would make the target equal to the source.
+    case print
+    /// Apply the fixes through the applier (version guard, ledger), logging each in cdcr.repair_log.
+    case execute
+}
+
+/// What repair did (or would do) to one table.
+public struct RepairResult: Sendable {
+    public let table: TableName
+    public var inserted = 0, updated = 0, deleted = 0
+    /// Extra target rows left alone because `--allow-delete` was not given.
+    public var keptExtra = 0
+    /// Rows that no longer differed when re-read at repair time.
+    public var alreadyEqual = 0
+    /// Fixes the target refused, with the reason.
+    public var failed: [(key: String, reason: String)] = []
+
+    public init(table: TableName) { self.table = table }
+
+    public var changed: Int { inserted + updated + deleted }
+}
+
+/// Makes target rows equal to the source for the keys verify reported. The source is the truth:
+/// missing rows are inserted, different rows overwritten, extra rows deleted only when allowed.
+///
+/// `--execute` works in batches, each in one target transaction that locks the rows (row versions
+/// first, then the table, as the applier does), re-reads the source, applies the fixes through the
+/// applier's path (ledger entry, version guard: a repair always applies and leaves the row's stored
+/// version as it was, so a late older change still loses) and writes before/after images to
+/// `cdcr.repair_log`. A change the applier makes meanwhile either commits before the lock (and the
+/// source read sees it) or waits for the batch and then applies on top.
+public final class Repairer {
+    let run: VerifyRun
+    let settings: Settings
+    let logger: Logger
+    public let runID: String
+    let allowDelete: Bool
+    var batchSize = 500
+
+    public init(run: VerifyRun, settings: Settings, logger: Logger, allowDelete: Bool) {
+        self.run = run
+        self.settings = settings
+        self.logger = logger
+        self.allowDelete = allowDelete
+        var rng = SystemRandomNumberGenerator()
+        let stamp = CivilTime.timestampString(micros: Int64(Date().timeIntervalSince1970 * 1_000_000)).prefix(19)
+            .filter { $0.isNumber }
+        runID = "repair-\(stamp)-\(String(rng.next() & 0xFFFF_FFFF, radix: 16))"
+    }
+
+    /// What would change, from the diff alone.
+    public func dryRun(_ diff: TableDiff) -> RepairResult {
+        var result = RepairResult(table: diff.source)
+        for (_, d) in diff.differences {
+            switch d {
+            case .missing: result.inserted += 1
+            case .different: result.updated += 1
+            case .extra: if allowDelete { result.deleted += 1 } else { result.keptExtra += 1 }
+            }
+        }
+        return result
+    }
+
+    /// Applies the fixes of `diff` in batches. Throws only errors that stop the run (connection,
+    /// locks that keep failing); refused rows are counted in `failed`.
+    public func execute(_ diff: TableDiff) throws -> RepairResult {
+        let pair = try TablePair.resolve(source: diff.source, target: diff.target, only: nil, sourceConn: run.source, targetConn: run.target)
+        try BookkeepingSchema.install(on: run.target)
+        let applier = BatchApplier(conn: run.target, settings: settings, logger: logger)
+        var result = RepairResult(table: diff.source)
+        var start = 0
+        while start < diff.differences.count {
+            let batch = Array(diff.differences[start..<min(diff.differences.count, start + batchSize)])
+            var attempt = 0
+            while true {
+                do {
+                    let r = try run.target.transaction { _ in try repairBatch(batch, pair: pair, applier: applier) }
+                    result.merge(r)
+                    break
+                } catch {
+                    attempt += 1
+                    guard case .transient = ErrorClassifier.classify(error), attempt < 5 else { throw error }
+                    logger.warning("repair batch failed, retrying", metadata: ["table": "\(diff.source)", "error": "\(error)"])
+                    Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
+                }
+            }
+            start += batchSize
+        }
+        return result
+    }
+
+    private func repairBatch(_ batch: [(key: KeyTexts, difference: RowDifference)], pair: TablePair, applier: BatchApplier) throws -> RepairResult {
+        var result = RepairResult(table: pair.source.name)
+        let keys = batch.map(\.key)
+        let rows = RepairRows(pair: pair)
+        try rows.lock(keys, on: run.target)
+        let before = try rows.images(keys, on: run.target)
+        let sourceNow = try rows.sourceRows(keys, on: run.source)
+        let comparator = RowComparator(columns: pair.columns, floatTolerance: nil)
+
+        var items: [Result<DecodedMessage, PoisonError>] = []
+        var planned: [(key: KeyTexts, action: String, changeID: String)] = []
+        for key in keys {
+            let source = sourceNow[key]
+            let target = before[key]
+            guard comparator.compare(source: source?.canonical, target: target?.canonical) != nil else {
+                result.alreadyEqual += 1
+                continue
+            }
+            let changeID = "\(runID):\(pair.target.name):\(key.joined(separator: ","))"
+            let keyValues = zip(pair.keyColumns, key).map { ($0.name, ColumnValue.text($1)) }
+            if let source {
+                let row = zip(rows.writtenColumns, source.raw).map { ($0, $1.map(ColumnValue.text) ?? .null) }
+                items.append(.success(.change(ChangeEvent(changeID: changeID, table: pair.source.name, operation: target == nil ? .insert : .update,
+                                                         key: keyValues, row: row, version: nil, timestampMicros: nil, format: .native))))
+                planned.append((key, target == nil ? "insert" : "update", changeID))
+            } else if allowDelete {
+                items.append(.success(.change(ChangeEvent(changeID: changeID, table: pair.source.name, operation: .delete,
+                                                         key: keyValues, row: nil, version: nil, timestampMicros: nil, format: .native))))
+                planned.append((key, "delete", changeID))
+            } else {
+                result.keptExtra += 1
+            }
+        }
+        guard !items.isEmpty else { return result }
+        let outcomes = try applier.applyInOpenTransaction(items)
+        var logged: [(key: KeyTexts, action: String, changeID: String)] = []
+        for (plan, outcome) in zip(planned, outcomes) {
+            switch outcome {
+            case .applied:
+                logged.append(plan)
+                switch plan.action {
+                case "insert": result.inserted += 1
+                case "update": result.updated += 1
+                default: result.deleted += 1
+                }
+            case let .deadLettered(p):
+                result.failed.append((plan.key.joined(separator: ","), p.description))
+            default:
+                result.failed.append((plan.key.joined(separator: ","), "not applied: \(outcome.label)"))
+            }
+        }
+        let after = try rows.images(logged.map(\.key), on: run.target)
+        try rows.log(logged, before: before, after: after, runID: runID, on: run.target)
+        return result
+    }
+
+    /// Reviewable SQL making the target equal to the source for `diff` (values read from the source now).
+    public func sql(_ diff: TableDiff) throws -> String {
+        let pair = try TablePair.resolve(source: diff.source, target: diff.target, only: nil, sourceConn: run.source, targetConn: run.target)
+        let rows = RepairRows(pair: pair)
+        let table = pair.target
+        var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.differences.count) differing rows\n"
+        out += "-- Applying this by hand bypasses cdcr's ledger, version guard and repair log; prefer cdcr repair --execute.\n"
+        func literal(_ value: String?, _ column: String) -> String {
+            guard let value else { return "NULL" }
+            let type = table.columns[table.columnIndex(column)!].sqlType
+            return "'" + value.replacingOccurrences(of: "'", with: "''") + "'::" + type
+        }
+        func whereKey(_ key: KeyTexts) -> String {
+            zip(pair.keyColumns, key).map { "\(quoteIdentifier($0.name)) = \(literal($1, $0.name))" }.joined(separator: " AND ")
+        }
+        var start = 0
+        while start < diff.differences.count {
+            let batch = diff.differences[start..<min(diff.differences.count, start + batchSize)]
+            let source = try rows.sourceRows(batch.map(\.key), on: run.source)
+            for (key, d) in batch {
+                switch d {
+                case .missing:
+                    guard let s = source[key] else { out += "-- \(key.joined(separator: ",")): gone from the source since verify\n"; continue }
+                    out += "INSERT INTO \(table.name.quoted) (\(rows.writtenColumns.map(quoteIdentifier).joined(separator: ", "))) VALUES ("
+                        + zip(rows.writtenColumns, s.raw).map { literal($1, $0) }.joined(separator: ", ") + ");\n"
+                case let .different(columns):
+                    guard let s = source[key] else { out += "-- \(key.joined(separator: ",")): gone from the source since verify\n"; continue }
+                    let sets = columns.compactMap { c -> String? in
+                        guard let i = rows.writtenColumns.firstIndex(of: c) else { return nil }
+                        return "\(quoteIdentifier(c)) = \(literal(s.raw[i], c))"
+                    }
+                    out += "UPDATE \(table.name.quoted) SET \(sets.joined(separator: ", ")) WHERE \(whereKey(key));\n"
+                case .extra:
+                    out += allowDelete ? "DELETE FROM \(table.name.quoted) WHERE \(whereKey(key));\n"
+                        : "-- extra row \(whereKey(key)) kept (--allow-delete deletes it)\n"
+                }
+            }
+            start += batchSize
+        }
+        return out
+    }
+}
+
+extension RepairResult {
+    mutating func merge(_ o: RepairResult) {
+        inserted += o.inserted; updated += o.updated; deleted += o.deleted
+        keptExtra += o.keptExtra; alreadyEqual += o.alreadyEqual; failed += o.failed
+    }
+}
