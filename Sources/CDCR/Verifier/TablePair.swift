@@ -86,7 +86,7 @@ public struct TablePair: Sendable {
         try conn.query("""
             SELECT CASE WHEN co.collname = 'default' OR co.oid IS NULL THEN (SELECT datcollate FROM pg_database WHERE datname = current_database())
                         WHEN co.collprovider = 'c' AND co.collname IN ('C', 'POSIX') THEN 'C'
-                        ELSE co.collprovider || ':' || coalesce(co.collcollate, co.colliculocale, co.collname) END
+                        ELSE co.collprovider::text || ':' || coalesce(co.collcollate, co.colliculocale, co.collname) END
             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
             LEFT JOIN pg_collation co ON co.oid = a.attcollation
             WHERE n.nspname = $1 AND c.relname = $2 AND a.attname = $3

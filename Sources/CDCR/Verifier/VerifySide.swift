@@ -209,37 +209,6 @@ public final class VerifySide: @unchecked Sendable {
     }
 }
 
-/// Why `predicate` cannot be one parenthesised expression (it is spliced into every query as
-/// `AND (predicate)`), or nil. Outside quotes it must not end a statement, open a comment, use `$`
-/// (parameters, dollar quotes) or close a parenthesis it did not open.
-func predicateShapeProblem(_ predicate: String) -> String? {
-    if predicate.allSatisfy(\.isWhitespace) { return "it is empty" }
-    var depth = 0
-    var quote: Character?
-    var previous: Character = " "
-    for c in predicate {
-        if let q = quote {
-            if c == q { quote = nil }
-        } else {
-            switch c {
-            case "'", "\"": quote = c
-            case ";": return "';' outside a string"
-            case "$": return "'$' outside a string"
-            case "-" where previous == "-", "*" where previous == "/": return "a comment"
-            case "(": depth += 1
-            case ")":
-                depth -= 1
-                if depth < 0 { return "unbalanced parentheses" }
-            default: break
-            }
-        }
-        previous = quote == nil ? c : " "
-    }
-    if quote != nil { return "an unterminated quote" }
-    if depth != 0 { return "unbalanced parentheses" }
-    return nil
-}
-
 /// A key column as one side's SQL sees it.
 struct ColumnComparedRef {
     let ref: String

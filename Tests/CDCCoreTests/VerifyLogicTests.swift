@@ -1,0 +1,102 @@
+@testable import CDCCore
+import Testing
+
+@Suite("verify: range descent, row comparison, predicate shape")
+struct VerifyLogicTests {
+    let policy = DescentPolicy(leafRows: 100, fanout: 10, rowsPerRootRange: 50, maxRootRanges: 1_000)
+
+    func c(_ n: Int64, _ sum: String) -> RangeChecksum { RangeChecksum(count: n, sum: sum) }
+
+    @Test("equal checksums are done; one empty side needs no hashes; small ranges compare rows; large ones split at the larger side")
+    func verdicts() {
+        #expect(policy.verdict(source: c(500, "17"), target: c(500, "17")) == .equal)
+        #expect(policy.verdict(source: c(500, "17"), target: c(0, "0")) == .onlyIn(.source))
+        #expect(policy.verdict(source: .empty, target: c(3, "9")) == .onlyIn(.target))
+        #expect(policy.verdict(source: c(100, "1"), target: c(99, "2")) == .compareRows)
+        #expect(policy.verdict(source: c(500, "1"), target: c(501, "1")) == .split(sampleFrom: .target))
+        #expect(policy.verdict(source: c(500, "1"), target: c(500, "2")) == .split(sampleFrom: .source))
+        // Same count, different sums: a changed row, not an equal range.
+        #expect(policy.verdict(source: c(50, "1"), target: c(50, "2")) == .compareRows)
+    }
+
+    @Test("splitting keeps the range covered: n boundaries give n + 1 adjacent ranges, duplicates of the bound dropped")
+    func split() {
+        let r = KeyRange(lo: ["10"], hi: ["90"])
+        let parts = r.split(at: [["10"], ["30"], ["60"]])
+        #expect(parts == [KeyRange(lo: ["10"], hi: ["30"]), KeyRange(lo: ["30"], hi: ["60"]), KeyRange(lo: ["60"], hi: ["90"])])
+        #expect(KeyRange.all.split(at: []) == [.all])
+        #expect(KeyRange.all.split(at: [["5"]]) == [KeyRange(lo: nil, hi: ["5"]), KeyRange(lo: ["5"], hi: nil)])
+    }
+
+    @Test("root ranges: one for small tables, rows/rowsPerRootRange otherwise, capped")
+    func rootRanges() {
+        #expect(policy.rootRanges(estimatedRows: 80) == 1)
+        #expect(policy.rootRanges(estimatedRows: 5_000) == 100)
+        #expect(policy.rootRanges(estimatedRows: 10_000_000) == 1_000)
+        #expect(policy.sampleStep(rows: 1_000) == 100)
+    }
+
+    @Test("dense integer keys are cut arithmetically; sparse ones are left to sampling")
+    func equalWidth() {
+        let cuts = policy.equalWidthBoundaries(lo: 1, hi: 1_000, ranges: 4, estimatedRows: 1_000)
+        #expect(cuts == [251, 501, 751])
+        #expect(policy.equalWidthBoundaries(lo: 1, hi: 1_000_000_000, ranges: 4, estimatedRows: 1_000) == nil)
+        #expect(DescentPolicy.union((5, 9), (1, 7))! == (1, 9))
+        #expect(DescentPolicy.union(nil, nil) == nil)
+    }
+
+    @Test("rows compare column by column; floats within the tolerance are equal")
+    func rowComparison() {
+        let cols = [
+            ComparedColumn(name: "id", sourceKind: .integer, targetKind: .integer, position: 0),
+            ComparedColumn(name: "x", sourceKind: .float, targetKind: .float, position: 1),
+            ComparedColumn(name: "s", sourceKind: .text, targetKind: .text, position: 2),
+        ]
+        let exact = RowComparator(columns: cols, floatTolerance: nil)
+        let loose = RowComparator(columns: cols, floatTolerance: 1e-9)
+        #expect(exact.compare(source: ["1", "0.30000000000000004", "a"], target: ["1", "0.3", "a"]) == .different(columns: ["x"]))
+        #expect(loose.compare(source: ["1", "0.30000000000000004", "a"], target: ["1", "0.3", "a"]) == nil)
+        #expect(loose.compare(source: ["1", "0.3", nil], target: ["1", "0.3", "a"]) == .different(columns: ["s"]))
+        #expect(exact.compare(source: ["1", nil, nil], target: nil) == .missing)
+        #expect(exact.compare(source: nil, target: ["1", nil, nil]) == .extra)
+    }
+
+    @Test("leaf comparison finds missing, extra and changed keys")
+    func leafKeys() {
+        let d = differingKeys(source: [["1"]: 10, ["2"]: 20, ["3"]: 30], target: [["2"]: 20, ["3"]: 31, ["4"]: 40])
+        #expect(d.missing == [["1"]])
+        #expect(d.extra == [["4"]])
+        #expect(d.changed == [["3"]])
+    }
+
+    @Test("columns of different but compatible types compare in a common type")
+    func commonTypes() {
+        #expect(CompareType.common(.integer, .numeric) == .numeric)
+        #expect(CompareType.common(.numeric, .float) == .float)
+        #expect(CompareType.common(.timestamp, .timestamptz) == .timestamptz)
+        #expect(CompareType.common(.uuid, .text) == .text)
+        #expect(CompareType.common(.json, .json) == .json)
+        let ts = ComparedColumn(name: "at", sourceKind: .timestamp, targetKind: .timestamptz, position: 3)
+        #expect(ts.canonicalText(.source).contains("AT TIME ZONE 'UTC'"))
+        #expect(ts.hash(.target).hasPrefix("coalesce(timestamp_hash_extended("))
+    }
+
+    @Test("a --where must be one expression: no statement end, comment, dollar or stray parenthesis outside quotes")
+    func predicateShape() {
+        #expect(predicateShapeProblem("status = 'paid' AND amount > 10") == nil)
+        #expect(predicateShapeProblem("note = 'a;b -- (c'") == nil)
+        #expect(predicateShapeProblem("true; DROP TABLE orders") != nil)
+        #expect(predicateShapeProblem("true) OR (false") != nil)
+        #expect(predicateShapeProblem("true -- comment") != nil)
+        #expect(predicateShapeProblem("id = $1") != nil)
+        #expect(predicateShapeProblem("note = 'open") != nil)
+        #expect(predicateShapeProblem("  ") != nil)
+    }
+
+    @Test("report order: integer keys numerically")
+    func keyOrder() {
+        #expect(keyPrecedes(["9"], ["10"]))
+        #expect(keyPrecedes(["a"], ["b"]))
+        #expect(keyPrecedes(["1", "9"], ["1", "10"]))
+    }
+}
