@@ -1,0 +1,118 @@
+import ArgumentParser
+import CDCCore
+import CDCPostgres
+import CDCR
+import Foundation
+
+/// `cdcr bench verify`: two `orders` tables of N rows differing in 20 missing, 1 extra and 100
+/// changed rows; prints the time of `cdcr verify` against the time of `SELECT count(*)` on both
+/// tables, measured in the same run (medians of warm runs), checks the result is exact and reports
+/// the verify process's peak RSS.
+struct VerifyBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify",
+        abstract: "Measure cdcr verify against SELECT count(*) on both tables, in one run."
+    )
+
+    @Option(help: "Admin libpq URL of a local PostgreSQL; the benchmark creates and drops its own databases.")
+    var target: String
+
+    @Option(help: "Rows per table.")
+    var rows = 1_000_000
+
+    @Option(help: "Measured runs of each side (the median is reported).")
+    var runs = 5
+
+    func run() throws {
+        let admin = try PGConnection.connect(target)
+        var urls: [String] = []
+        for name in ["cdcr_bench_verify_src", "cdcr_bench_verify_tgt"] {
+            try admin.execute("DROP DATABASE IF EXISTS \(name)")
+            try admin.execute("CREATE DATABASE \(name)")
+            urls.append(ApplyBench.replaceDatabase(target, with: name))
+        }
+        let (src, tgt) = (try PGConnection.connect(urls[0]), try PGConnection.connect(urls[1]))
+        print("building two \(rows)-row orders tables (the fixture layout) …")
+        for c in [src, tgt] {
+            try c.execute(BenchWorkload.schema)
+            try c.query("""
+                INSERT INTO public.orders SELECT i, i % 5000, (ARRAY['new','paid','shipped','cancelled'])[1 + i % 4], (i % 100000) / 100.0,
+                    '2026-01-01'::timestamptz + i * interval '1 second', DATE '2026-01-01' + i % 300, 'note ' || i,
+                    jsonb_build_object('k', i % 10, 'tag', 'x' || i % 7), md5(i::text)::uuid, TIMESTAMP '2026-01-01' + i * interval '1 second'
+                FROM generate_series(1, $1::int) i
+                """, [String(rows)])
+        }
+        // The planted differences: 20 missing, 1 extra, 100 changed (in different columns).
+        var expected = Set<String>()
+        let step = rows / 20
+        for k in 0..<20 {
+            let id = k * step + 7
+            try tgt.query("DELETE FROM public.orders WHERE id = $1", [String(id)])
+            expected.insert("public.orders|missing|\(id)")
+        }
+        try tgt.query("INSERT INTO public.orders (id, status) VALUES ($1, 'extra')", [String(rows + 1)])
+        expected.insert("public.orders|extra|\(rows + 1)")
+        let columns = ["status", "amount", "note", "attrs", "created_at"]
+        let changes = ["status = 'changed'", "amount = amount + 0.01", "note = NULL", "attrs = '{\"k\": -1}'", "created_at = created_at + interval '1 ms'"]
+        for k in 0..<100 {
+            let id = k * (rows / 100) + 13
+            try tgt.query("UPDATE public.orders SET \(changes[k % 5]) WHERE id = $1", [String(id)])
+            expected.insert("public.orders|different|\(id)|\(columns[k % 5])")
+        }
+        for c in [src, tgt] { try c.execute("VACUUM ANALYZE public.orders") }
+
+        // count(*) on both tables, warm.
+        var countTimes: [Double] = []
+        for i in 0...runs {
+            let start = ContinuousClock.now
+            _ = try src.query("SELECT count(*) FROM public.orders")
+            _ = try tgt.query("SELECT count(*) FROM public.orders")
+            if i > 0 { countTimes.append((ContinuousClock.now - start).benchSeconds) }
+        }
+        // cdcr verify as a user runs it: its own process, both databases.
+        let binary = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        var verifyTimes: [Double] = []
+        var peakKB = 0
+        var exact = true
+        for i in 0...runs {
+            let start = ContinuousClock.now
+            let (status, out, rss) = try ApplyBench.runChild([binary, "verify", "--json", "--table", "orders", "--source", urls[0], "--target", urls[1]])
+            let took = (ContinuousClock.now - start).benchSeconds
+            peakKB = max(peakKB, rss)
+            let found = try differences(out)
+            if status != 2 || found != expected {
+                exact = false
+                print("run \(i): exit \(status), \(found.count) differences reported, \(expected.subtracting(found).count) planted ones missed, \(found.subtracting(expected).count) false")
+            }
+            if i > 0 { verifyTimes.append(took) }
+        }
+        let count = median(countTimes), verify = median(verifyTimes)
+        print(String(format: "count(*) on both tables: %.3f s (median of %d)", count, runs))
+        print(String(format: "cdcr verify:             %.3f s (median of %d, whole process)", verify, runs))
+        print(String(format: "verify / count = %.1f   target ≤ 10", verify / count))
+        print("result exact (20 missing, 1 extra, 100 different): \(exact ? "yes" : "NO")")
+        print("peak RSS of verify = \(peakKB / 1024) MB   target ≤ 200 MB")
+        src.close()
+        tgt.close()
+        for name in ["cdcr_bench_verify_src", "cdcr_bench_verify_tgt"] { try admin.execute("DROP DATABASE IF EXISTS \(name)") }
+        if !exact { throw ExitCode(1) }
+    }
+
+    private func median(_ xs: [Double]) -> Double { xs.sorted()[xs.count / 2] }
+
+    /// `table|kind|key[|columns]` of a verify --json report.
+    private func differences(_ json: String) throws -> Set<String> {
+        var out = Set<String>()
+        guard case let .array(tables)? = try JSONParser.parse(json)["tables"] else { return out }
+        for t in tables {
+            guard case let .array(rows)? = t["rows"] else { continue }
+            for r in rows {
+                let key = (r["key"]?.objectMembers ?? []).map { $0.1.stringValue ?? "" }.joined(separator: ",")
+                var item = "\(t["table"]?.stringValue ?? "?")|\(r["kind"]?.stringValue ?? "?")|\(key)"
+                if case let .array(cols)? = r["columns"] { item += "|" + cols.compactMap(\.stringValue).joined(separator: ",") }
+                out.insert(item)
+            }
+        }
+        return out
+    }
+}
