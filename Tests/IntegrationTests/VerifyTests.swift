@@ -73,7 +73,11 @@ struct PlantedPair {
         planted.insert("public.orders|different|80|ratio")
 
         // Text keys.
-        try both("CREATE TABLE public.skus (sku text PRIMARY KEY, title text); INSERT INTO public.skus SELECT 'SKU-' || lpad(i::text, 5, '0'), 'item ' || i FROM generate_series(1, 1200) i")
+        // Text keys; the target's column sorts by "C", the source's by the database's locale: ranges
+        // are then cut and compared byte-wise on both sides.
+        try src.execute("CREATE TABLE public.skus (sku text PRIMARY KEY, title text)")
+        try tgt.execute("CREATE TABLE public.skus (sku text COLLATE \"C\" PRIMARY KEY, title text)")
+        try both("INSERT INTO public.skus SELECT 'SKU-' || lpad(i::text, 5, '0'), 'item ' || i FROM generate_series(1, 1200) i")
         try tgt.execute("DELETE FROM public.skus WHERE sku = 'SKU-00042'; INSERT INTO public.skus VALUES ('sku-lower', 'x'), ('Ω-unicode', 'y'); UPDATE public.skus SET title = 'renamed' WHERE sku = 'SKU-01111'")
         planted.formUnion(["public.skus|missing|SKU-00042", "public.skus|extra|sku-lower", "public.skus|extra|Ω-unicode", "public.skus|different|SKU-01111|title"])
 

@@ -1,6 +1,7 @@
 import CDCCore
 import CDCPostgres
 import Foundation
+import Logging
 
 /// What verify found for one table.
 public struct TableDiff: Sendable {
@@ -42,11 +43,15 @@ public final class TableVerifier {
     let policy: DescentPolicy
     let comparator: RowComparator
     let progress: (String) -> Void
+    let logger: Logger
     /// Rows fetched per statement when comparing whole rows.
     var rowChunk = 5_000
+    /// Ranges per statement when fetching keys and hashes.
+    var rangesPerFetch = 200
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
-                floatTolerance: Double?, progress: @escaping (String) -> Void = { _ in }) {
+                floatTolerance: Double?, logger: Logger = Logger(label: "cdcr.verify"), progress: @escaping (String) -> Void = { _ in }) {
+        self.logger = logger
         self.pair = pair
         self.source = source
         self.target = target
@@ -120,17 +125,25 @@ public final class TableVerifier {
             progress("level \(level): \(ranges.count) ranges, \(ranges.count - leaves.count - onlySource.count - onlyTarget.count - splitSource.count - splitTarget.count) equal, \(leaves.count + onlySource.count + onlyTarget.count) compared row by row, \(splitSource.count + splitTarget.count) split further")
 
             trace("classified")
-            let (hs, ht) = try concurrently({ [leaves] in try source.rowHashes(leaves) }, { [leaves] in try target.rowHashes(leaves) })
-            let found = differingKeys(source: hs, target: ht)
-            missing += found.missing
-            extra += found.extra
-            candidates += found.changed
-            diff.rowsFetched += hs.count + ht.count
-            trace("leaves \(leaves.count) rows \(hs.count)")
-            let (ks, kt) = try concurrently({ [onlySource] in try source.keys(onlySource) }, { [onlyTarget] in try target.keys(onlyTarget) })
-            missing += ks
-            extra += kt
-            diff.rowsFetched += ks.count + kt.count
+            // Bounded statements: at most `rangesPerFetch` ranges (≤ 600 rows each, or one-sided) at a time.
+            for part in stride(from: 0, to: leaves.count, by: rangesPerFetch) {
+                let chunk = Array(leaves[part..<min(leaves.count, part + rangesPerFetch)])
+                let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
+                let found = differingKeys(source: hs, target: ht)
+                missing += found.missing
+                extra += found.extra
+                candidates += found.changed
+                diff.rowsFetched += hs.count + ht.count
+            }
+            trace("leaves \(leaves.count)")
+            for part in stride(from: 0, to: max(onlySource.count, onlyTarget.count), by: rangesPerFetch) {
+                let s = Array(onlySource[min(part, onlySource.count)..<min(onlySource.count, part + rangesPerFetch)])
+                let t = Array(onlyTarget[min(part, onlyTarget.count)..<min(onlyTarget.count, part + rangesPerFetch)])
+                let (ks, kt) = try concurrently({ try source.keys(s) }, { try target.keys(t) })
+                missing += ks
+                extra += kt
+                diff.rowsFetched += ks.count + kt.count
+            }
 
             let policy = self.policy
             let (bs, bt) = try concurrently(
@@ -156,8 +169,9 @@ public final class TableVerifier {
     }
 
     private let traceStart = ContinuousClock.now
+    /// Phase timings at debug level (`--log-level debug`), for tuning the descent.
     private func trace(_ what: String) {
-        if ProcessInfo.processInfo.environment["CDCR_VERIFY_TRACE"] != nil { FileHandle.standardError.write(Data("trace \(ContinuousClock.now - traceStart) \(what)\n".utf8)) }
+        logger.debug("verify phase", metadata: ["table": "\(pair.source.name)", "phase": "\(what)", "elapsed": "\(ContinuousClock.now - traceStart)"])
     }
 
     /// Keys cutting the whole table into about `count` ranges of similar size. A dense integer key

@@ -37,9 +37,11 @@ public final class VerifyRun {
     public let target: PGConnection
     let settings: Settings
     let options: VerifyOptions
+    let logger: Logger
 
     /// Connects to both sides, checks they are recent enough and hash alike.
-    public init(settings: Settings, options: VerifyOptions) throws {
+    public init(settings: Settings, options: VerifyOptions, logger: Logger = Logger(label: "cdcr.verify")) throws {
+        self.logger = logger
         guard let sourceURL = settings.sourceURL else { throw VerifyError("no source database configured (--source / CDCR_SOURCE_URL)") }
         guard let targetURL = settings.targetURL else { throw VerifyError("no target database configured (--target / CDCR_TARGET_URL)") }
         self.settings = settings
@@ -91,7 +93,7 @@ public final class VerifyRun {
         let s = VerifySide(.source, conn: source, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         let t = VerifySide(.target, conn: target, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
-        let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance, progress: progress)
+        let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance, logger: logger, progress: progress)
         return try verifier.run(settleSeconds: options.settleSeconds)
     }
 

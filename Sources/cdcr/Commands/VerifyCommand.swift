@@ -88,7 +88,7 @@ struct VerifyCommand: ParsableCommand {
         let progress = TerminalProgress(enabled: !json)
         let result: VerifyReport
         do {
-            let run = try VerifyRun(settings: settings, options: options)
+            let run = try VerifyRun(settings: settings, options: options, logger: Logs.logger(settings, label: "cdcr.verify"))
             defer { run.close() }
             result = try run.verifyAll { table, message in progress.show("\(table): \(message)") }
             progress.clear()
@@ -149,7 +149,7 @@ struct RepairCommand: ParsableCommand {
         var results: [RepairResult] = []
         var runID = ""
         do {
-            let run = try VerifyRun(settings: settings, options: options)
+            let run = try VerifyRun(settings: settings, options: options, logger: logger)
             defer { run.close() }
             let repairer = Repairer(run: run, settings: settings, logger: logger, allowDelete: allowDelete)
             runID = repairer.runID
