@@ -36,6 +36,21 @@ struct ConfigTests {
         }
     }
 
+    @Test("the verify section loads, and a bad value in it is refused by name")
+    func verifySection() throws {
+        let dir = FileManager.default.temporaryDirectory.path
+        let good = "\(dir)/cdcr-verify-good-\(getpid()).json", bad = "\(dir)/cdcr-verify-bad-\(getpid()).json"
+        try #"{"verify": {"tables": ["shop.orders"], "float_tolerance": 0.001, "settle_seconds": 5}}"#.write(toFile: good, atomically: true, encoding: .utf8)
+        try #"{"verify": {"float_tolerance": -1}}"#.write(toFile: bad, atomically: true, encoding: .utf8)
+        let s = try SettingsLoader.load(file: good, environment: [:], overrides: SettingsOverrides())
+        #expect(s.verify.tables == [TableName(schema: "shop", name: "orders")] && s.verify.floatTolerance == 0.001 && s.verify.settleSeconds == 5)
+        #expect {
+            _ = try SettingsLoader.load(file: bad, environment: [:], overrides: SettingsOverrides())
+        } throws: { error in
+            (error as? ConfigError)?.description.contains("verify.float_tolerance") == true
+        }
+    }
+
     @Test("an unknown key in the config file is refused by name")
     func unknownKey() throws {
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("cdcr-cfg-\(UUID().uuidString).json").path
