@@ -48,6 +48,8 @@ public final class TableVerifier {
     var rowChunk = 5_000
     /// Ranges per statement when fetching keys and hashes.
     var rangesPerFetch = 200
+    /// Ranges per checksum statement.
+    var rangesPerChecksum = 1_024
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
                 floatTolerance: Double?, logger: Logger = Logger(label: "cdcr.verify"), progress: @escaping (String) -> Void = { _ in }) {
@@ -102,8 +104,17 @@ public final class TableVerifier {
         var missing: [KeyTexts] = [], extra: [KeyTexts] = []
         var level = 0
         while !ranges.isEmpty {
-            let current = ranges
-            let (cs, ct) = try concurrently({ try source.checksums(current) }, { try target.checksums(current) })
+            // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
+            var cs: [RangeChecksum] = [], ct: [RangeChecksum] = []
+            for part in stride(from: 0, to: ranges.count, by: rangesPerChecksum) {
+                let chunk = Array(ranges[part..<min(ranges.count, part + rangesPerChecksum)])
+                let (s, t) = try concurrently({ try source.checksums(chunk) }, { try target.checksums(chunk) })
+                cs += s
+                ct += t
+                if ranges.count > rangesPerChecksum {
+                    progress("level \(level): checksummed \(cs.count) of \(ranges.count) ranges (\(cs.reduce(0) { $0 + $1.count }) source rows)")
+                }
+            }
             if level == 0 {
                 diff.sourceRows = cs.reduce(0) { $0 + $1.count }
                 diff.targetRows = ct.reduce(0) { $0 + $1.count }
