@@ -153,6 +153,12 @@ struct VerifyTests {
             let orders = firstTable(report)
             #expect(orders?["source_rows"]?.int64Value == 3000)
             #expect(orders?["target_rows"]?.int64Value == 2998)
+            if !tuning.isEmpty, case let .array(tables)? = report["tables"], let events = tables.last {
+                // The sparse, skewed key: a deep descent, but only a few rows ever leave the databases.
+                #expect(events["table"]?.stringValue == "public.events")
+                #expect((events["rows_fetched"]?.int64Value ?? .max) <= 60, "fetched \(events["rows_fetched"]?.int64Value ?? -1) of 1,800 rows")
+                if case let .array(levels)? = events["ranges_per_level"] { #expect(levels.count >= 2, "differing ranges were split again") }
+            }
         }
         // Human output: -, +, ~ lines and a total.
         let human = try CDCRProcess.run(["verify", "--table", "orders"] + p.common)

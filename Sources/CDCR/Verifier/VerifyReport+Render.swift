@@ -29,6 +29,7 @@ extension VerifyReport {
             return "{\"table\":\(JSONValue.string(t.source.description).serialized),\"target_table\":\(JSONValue.string(t.target.description).serialized),"
                 + "\"source_rows\":\(t.sourceRows),\"target_rows\":\(t.targetRows),\"missing\":\(t.missing),\"extra\":\(t.extra),\"different\":\(t.different),"
                 + "\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
+                + "\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
                 + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "],"
                 + "\"rows\":[" + rows.joined(separator: ",") + "]}"
         }
