@@ -134,7 +134,7 @@ struct RepairCommand: ParsableCommand {
     )
     @OptionGroup var global: GlobalOptions
     @OptionGroup var compare: CompareOptions
-    @Flag(exclusivity: .exclusive, help: "What to do (default: --dry-run).")
+    @Flag(exclusivity: .exclusive, help: "What to do.")
     var mode: RepairModeFlag = .dryRun
     @Flag(help: "Delete target rows that are not in the source.")
     var allowDelete = false
