@@ -36,18 +36,13 @@ public final class BatchApplier {
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
     /// `dryRun` does all the work and rolls it back: the outcomes say what would happen.
     public func apply(_ items: [Result<DecodedMessage, PoisonError>], dryRun: Bool = false) throws -> [EventOutcome] {
-        phases.removeAll(keepingCapacity: true)
-        phaseStart = .now
+        startPhases()
         do {
             let outcomes = try inTransaction(dryRun: dryRun) { try run(items, isolated: false) }
             mark("commit")
             return outcomes
         } catch {
-            guard case .poison = ErrorClassifier.classify(error) else { throw error }
-            logger.info("batch refused by the target, isolating poison changes", metadata: ["error": "\(error)"])
-            catalog.invalidate()
-            statements.removeAll()
-            return try inTransaction(dryRun: dryRun) { try run(items, isolated: true) }
+            return try isolatingPoison(after: error) { try inTransaction(dryRun: dryRun) { try run(items, isolated: true) } }
         }
     }
 
@@ -55,20 +50,34 @@ public final class BatchApplier {
     /// and writes its log in the same transaction. A refused batch is retried, isolating the poison
     /// changes, after rolling back to a savepoint.
     public func applyInOpenTransaction(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [EventOutcome] {
-        phases.removeAll(keepingCapacity: true)
-        phaseStart = .now
+        startPhases()
         try conn.execute("SAVEPOINT cdcr_batch")
         do {
             let outcomes = try run(items, isolated: false)
             try conn.execute("RELEASE SAVEPOINT cdcr_batch")
             return outcomes
         } catch {
-            guard case .poison = ErrorClassifier.classify(error) else { throw error }
-            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_batch; RELEASE SAVEPOINT cdcr_batch")
-            catalog.invalidate()
-            statements.removeAll()
-            return try run(items, isolated: true)
+            return try isolatingPoison(after: error) {
+                try conn.execute("ROLLBACK TO SAVEPOINT cdcr_batch; RELEASE SAVEPOINT cdcr_batch")
+                return try run(items, isolated: true)
+            }
         }
+    }
+
+    private func startPhases() {
+        phases.removeAll(keepingCapacity: true)
+        phaseStart = .now
+    }
+
+    /// After a failed set-based attempt: rethrows anything but a poison refusal; for that, forgets
+    /// cached tables and statements (a DDL change may be the cause) and runs `isolated`, which applies
+    /// the batch change by change under savepoints.
+    private func isolatingPoison(after error: any Error, _ isolated: () throws -> [EventOutcome]) throws -> [EventOutcome] {
+        guard case .poison = ErrorClassifier.classify(error) else { throw error }
+        logger.info("batch refused by the target, isolating poison changes", metadata: ["error": "\(error)"])
+        catalog.invalidate()
+        statements.removeAll()
+        return try isolated()
     }
 
     private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {

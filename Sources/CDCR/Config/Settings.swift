@@ -48,6 +48,12 @@ public struct Settings: Sendable {
     /// The target table a source table's changes go to.
     public func targetTable(for source: TableName) -> TableName { tableMap[source] ?? source }
 
+    /// The source tables verify, repair and audit work on: those named by `--table` flags, else
+    /// `verify.tables`, else the `tables` allowlist (empty when none of them is set).
+    public func comparedTables(flags: [String]) -> [TableName] {
+        flags.isEmpty ? (verify.tables ?? tables ?? []) : flags.map(TableName.init(parsing:))
+    }
+
     /// The dead-letter topic for messages from `topic`.
     public func deadLetterTopic(for topic: String) -> String { dlqTopic ?? "\(topic).dlq" }
 

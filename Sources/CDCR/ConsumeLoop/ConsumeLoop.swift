@@ -316,7 +316,8 @@ public struct RunSummary: Sendable {
 }
 
 extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    /// The duration in seconds, as a floating-point number (logs, reports, benchmarks).
+    public var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
 }
 
 /// A commit refused because the group is rebalancing: not retried in place (see `commitApplied`).

@@ -23,14 +23,15 @@ struct RepairRows {
         return (from, on, params)
     }
 
-    /// Locks the keys' row versions, then (in `images(…, lock: true)`) their rows: the applier's order.
-    func lock(_ keys: [KeyTexts], on target: PGConnection) throws {
+    /// Locks the keys' row versions, then their rows (the applier's order), and returns the rows'
+    /// before-images.
+    func lockImages(_ keys: [KeyTexts], on target: PGConnection) throws -> [KeyTexts: (canonical: [String?], json: String)] {
         let (from, _, params) = keyArrays(keys, table: pair.target, firstParam: 2)
         try target.query("""
             SELECT 1 FROM cdcr.row_versions rv WHERE rv.table_name = $1
               AND rv.row_key IN (SELECT \(StageStatements.rowKey(pair.target, alias: "u")) FROM \(from)) FOR UPDATE OF rv
             """, [pair.target.name.description] + params)
-        _ = try images(keys, on: target, lock: true)
+        return try images(keys, on: target, lock: true)
     }
 
     /// The target rows of `keys`: canonical texts of the compared columns and the whole row as JSON.
@@ -67,9 +68,8 @@ struct RepairRows {
     func log(_ fixes: [(key: KeyTexts, action: String, changeID: String)], before: [KeyTexts: (canonical: [String?], json: String)],
              after: [KeyTexts: (canonical: [String?], json: String)], runID: String, on target: PGConnection) throws {
         guard !fixes.isEmpty else { return }
-        let keyJSON = fixes.map { fix in
-            "{" + zip(pair.keyColumns, fix.key).map { "\(JSONValue.string($0.name).serialized):\(JSONValue.string($1).serialized)" }.joined(separator: ",") + "}"
-        }
+        let names = pair.keyColumns.map(\.name)
+        let keyJSON = fixes.map { keyJSONObject(names: names, key: $0.key) }
         try target.query("""
             INSERT INTO cdcr.repair_log (run_id, table_name, row_key, action, before_image, after_image, change_id)
             SELECT $1, $2, k::jsonb, a, b::jsonb, f::jsonb, c FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::text[]) AS x(k, a, b, f, c)

@@ -102,8 +102,7 @@ public final class Repairer {
         var result = RepairResult(table: pair.source.name)
         let keys = batch.map(\.key)
         let rows = RepairRows(pair: pair)
-        try rows.lock(keys, on: run.target)
-        let before = try rows.images(keys, on: run.target)
+        let before = try rows.lockImages(keys, on: run.target)
         let sourceNow = try rows.sourceRows(keys, on: run.source)
         let comparator = RowComparator(columns: pair.columns, floatTolerance: nil)
 

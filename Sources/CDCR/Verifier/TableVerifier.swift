@@ -25,10 +25,18 @@ public struct TableDiff: Sendable {
     public var different: Int { differences.count { if case .different = $0.difference { true } else { false } } }
     public var isConsistent: Bool { differences.isEmpty }
 
+    /// `{"id":"7"}`: the key as a JSON object of canonical texts (reports, the repair log).
+    public func keyJSON(_ key: KeyTexts) -> String { keyJSONObject(names: keyNames, key: key) }
+
     /// `id=7` or `order_id=1, line_no=2`.
     public func describe(_ key: KeyTexts) -> String {
         zip(keyNames, key).map { "\($0)=\($1)" }.joined(separator: ", ")
     }
+}
+
+/// `{"id":"7"}`: key column names to the key's canonical texts, as a JSON object.
+func keyJSONObject(names: [String], key: KeyTexts) -> String {
+    "{" + zip(names, key).map { "\(JSONValue.string($0).serialized):\(JSONValue.string($1).serialized)" }.joined(separator: ",") + "}"
 }
 
 /// Compares one table between source and target by descending key ranges: each level computes, in

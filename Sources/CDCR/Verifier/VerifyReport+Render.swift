@@ -22,7 +22,7 @@ extension VerifyReport {
         let items = tables.map { t -> String in
             let rows = t.differences.map { key, d -> String in
                 var fields = ["\"kind\":\(JSONValue.string(d.kind).serialized)",
-                              "\"key\":{" + zip(t.keyNames, key).map { "\(JSONValue.string($0).serialized):\(JSONValue.string($1).serialized)" }.joined(separator: ",") + "}"]
+                              "\"key\":" + t.keyJSON(key)]
                 if case let .different(columns) = d { fields.append("\"columns\":[" + columns.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]") }
                 return "{" + fields.joined(separator: ",") + "}"
             }
@@ -107,7 +107,4 @@ extension RowDifference {
 }
 
 /// A duration in seconds with millisecond precision, for reports.
-func seconds(_ d: Duration) -> String {
-    let ms = d.components.seconds * 1000 + d.components.attoseconds / 1_000_000_000_000_000
-    return String(format: "%.3f", Double(ms) / 1000)
-}
+func seconds(_ d: Duration) -> String { String(format: "%.3f", d.seconds) }

@@ -15,6 +15,8 @@ public final class VerifySide: @unchecked Sendable {
     let table: TargetTable
     let predicate: String?
     let floatTolerance: Double?
+    /// The key columns as this side's SQL refers to them.
+    private let keyColumns: [ColumnComparedRef]
 
     public init(_ side: Side, conn: PGConnection, pair: TablePair, predicate: String?, floatTolerance: Double?) {
         self.side = side
@@ -23,16 +25,15 @@ public final class VerifySide: @unchecked Sendable {
         self.table = side == .source ? pair.source : pair.target
         self.predicate = predicate
         self.floatTolerance = floatTolerance
-    }
-
-    // MARK: - SQL pieces
-
-    private var keyColumns: [(ColumnComparedRef)] {
-        pair.keyColumns.enumerated().map { i, c in
+        let table = self.table
+        keyColumns = pair.keyColumns.enumerated().map { i, c in
             let info = table.columns[table.columnIndex(c.name)!]
             return ColumnComparedRef(ref: "t." + quoteIdentifier(c.name), sqlType: info.sqlType, collateC: pair.keyCollateC[i])
         }
     }
+
+    // MARK: - SQL pieces
+
 
     /// `(t.k0, t.k1…)` as ordered for range comparisons.
     private var keyTuple: String {

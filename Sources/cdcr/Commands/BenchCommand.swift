@@ -116,7 +116,7 @@ struct ApplyBench: ParsableCommand {
                 ext_id = EXCLUDED.ext_id, updated_local = EXCLUDED.updated_local;
             COMMIT;
             """)
-        let rateB = Double(events) / (ContinuousClock.now - startB).benchSeconds
+        let rateB = Double(events) / (ContinuousClock.now - startB).seconds
         print("(b) set-based ceiling: \(fmt(rateB)) events/s")
 
         // Both must end in the same rows: the benchmark is only meaningful if (a) is correct.
@@ -164,7 +164,7 @@ struct ApplyBench: ParsableCommand {
         let start = ContinuousClock.now
         let (status, output, _) = try Self.runChild([exe, "replay", "--source", srcURL, "--target", tgtURL, "--from", iso(now - 3_600_000_000),
                                                      "--to", iso(now + 3_600_000_000), "--json", "--log-level", "warning"])
-        let took = (ContinuousClock.now - start).benchSeconds
+        let took = (ContinuousClock.now - start).seconds
         guard status == 0, let report = try? JSONParser.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)),
               report["total"]?["in_window"]?.int64Value == Int64(replayChanges) else {
             throw ValidationError("(d) replay failed with status \(status): \(output)")
@@ -204,7 +204,7 @@ struct ApplyBench: ParsableCommand {
             done += 1
         }
         consumer.close()
-        return Double(done) / (ContinuousClock.now - start!).benchSeconds
+        return Double(done) / (ContinuousClock.now - start!).seconds
     }
 
     static func replaceDatabase(_ url: String, with db: String) -> String {
@@ -311,10 +311,6 @@ struct BenchWorkload {
 }
 
 private func fmt(_ rate: Double) -> String { String(format: "%9.0f", rate) }
-
-extension Duration {
-    var benchSeconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
-}
 
 extension JSONValue {
     var serializedNumber: String {

@@ -28,7 +28,7 @@ struct CompareOptions: ParsableArguments {
 
     func options(_ settings: Settings) throws -> VerifyOptions {
         var o = VerifyOptions()
-        o.tables = tables.isEmpty ? (settings.verify.tables ?? settings.tables ?? []) : tables.map(TableName.init(parsing:))
+        o.tables = settings.comparedTables(flags: tables)
         guard !o.tables.isEmpty else {
             throw ValidationError("no table to compare: give --table NAME, or verify.tables (or tables) in the config")
         }
@@ -226,7 +226,7 @@ struct AuditCommand: ParsableCommand {
 
     func run() throws {
         let settings = try global.settings()
-        let names = tables.isEmpty ? (settings.verify.tables ?? settings.tables ?? []) : tables.map(TableName.init(parsing:))
+        let names = settings.comparedTables(flags: tables)
         guard !names.isEmpty else { throw ValidationError("no table to audit: give --table NAME, or verify.tables (or tables) in the config") }
         let rows: [AuditRow]
         do {
