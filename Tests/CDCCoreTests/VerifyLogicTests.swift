@@ -93,6 +93,12 @@ struct VerifyLogicTests {
         #expect(predicateShapeProblem("  ") != nil)
     }
 
+    @Test("chunks keep order and size; the last one holds the rest")
+    func chunking() {
+        #expect(Array(1...7).chunks(of: 3).map(Array.init) == [[1, 2, 3], [4, 5, 6], [7]])
+        #expect([Int]().chunks(of: 3).isEmpty)
+    }
+
     @Test("report order: integer keys numerically")
     func keyOrder() {
         #expect(keyPrecedes(["9"], ["10"]))

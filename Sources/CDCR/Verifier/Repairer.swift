@@ -77,9 +77,8 @@ public final class Repairer {
         try BookkeepingSchema.install(on: run.target)
         let applier = BatchApplier(conn: run.target, settings: settings, logger: logger)
         var result = RepairResult(table: diff.source)
-        var start = 0
-        while start < diff.differences.count {
-            let batch = Array(diff.differences[start..<min(diff.differences.count, start + batchSize)])
+        for slice in diff.differences.chunks(of: batchSize) {
+            let batch = Array(slice)
             var attempt = 0
             while true {
                 do {
@@ -93,7 +92,6 @@ public final class Repairer {
                     Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
                 }
             }
-            start += batchSize
         }
         return result
     }
@@ -168,9 +166,7 @@ public final class Repairer {
         func whereKey(_ key: KeyTexts) -> String {
             zip(pair.keyColumns, key).map { "\(quoteIdentifier($0.name)) = \(literal($1, $0.name))" }.joined(separator: " AND ")
         }
-        var start = 0
-        while start < diff.differences.count {
-            let batch = diff.differences[start..<min(diff.differences.count, start + batchSize)]
+        for batch in diff.differences.chunks(of: batchSize) {
             let source = try rows.sourceRows(batch.map(\.key), on: run.source)
             for (key, d) in batch {
                 switch d {
@@ -190,7 +186,6 @@ public final class Repairer {
                         : "-- extra row \(whereKey(key)) kept (--allow-delete deletes it)\n"
                 }
             }
-            start += batchSize
         }
         return out
     }

@@ -114,18 +114,21 @@ public final class TableVerifier {
         while !ranges.isEmpty {
             // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
             var cs: [RangeChecksum] = [], ct: [RangeChecksum] = []
-            for part in stride(from: 0, to: ranges.count, by: rangesPerChecksum) {
-                let chunk = Array(ranges[part..<min(ranges.count, part + rangesPerChecksum)])
+            var sourceRows: Int64 = 0, targetRows: Int64 = 0
+            for slice in ranges.chunks(of: rangesPerChecksum) {
+                let chunk = Array(slice)
                 let (s, t) = try concurrently({ try source.checksums(chunk) }, { try target.checksums(chunk) })
                 cs += s
                 ct += t
+                sourceRows += s.reduce(0) { $0 + $1.count }
+                targetRows += t.reduce(0) { $0 + $1.count }
                 if ranges.count > rangesPerChecksum {
-                    progress("level \(level): checksummed \(cs.count) of \(ranges.count) ranges (\(cs.reduce(0) { $0 + $1.count }) source rows)")
+                    progress("level \(level): checksummed \(cs.count) of \(ranges.count) ranges (\(sourceRows) source rows)")
                 }
             }
             if level == 0 {
-                diff.sourceRows = cs.reduce(0) { $0 + $1.count }
-                diff.targetRows = ct.reduce(0) { $0 + $1.count }
+                diff.sourceRows = sourceRows
+                diff.targetRows = targetRows
             }
             diff.rangesPerLevel.append(ranges.count)
             var leaves: [KeyRange] = [], onlySource: [KeyRange] = [], onlyTarget: [KeyRange] = []
@@ -143,10 +146,9 @@ public final class TableVerifier {
             trace("level \(level) ranges \(ranges.count)")
             progress("level \(level): \(ranges.count) ranges, \(ranges.count - leaves.count - onlySource.count - onlyTarget.count - splitSource.count - splitTarget.count) equal, \(leaves.count + onlySource.count + onlyTarget.count) compared row by row, \(splitSource.count + splitTarget.count) split further")
 
-            trace("classified")
             // Bounded statements: at most `rangesPerFetch` ranges (≤ 600 rows each, or one-sided) at a time.
-            for part in stride(from: 0, to: leaves.count, by: rangesPerFetch) {
-                let chunk = Array(leaves[part..<min(leaves.count, part + rangesPerFetch)])
+            for slice in leaves.chunks(of: rangesPerFetch) {
+                let chunk = Array(slice)
                 let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
                 let found = differingKeys(source: hs, target: ht)
                 missing += found.missing
@@ -155,9 +157,9 @@ public final class TableVerifier {
                 diff.rowsFetched += hs.count + ht.count
             }
             trace("leaves \(leaves.count)")
-            for part in stride(from: 0, to: max(onlySource.count, onlyTarget.count), by: rangesPerFetch) {
-                let s = Array(onlySource[min(part, onlySource.count)..<min(onlySource.count, part + rangesPerFetch)])
-                let t = Array(onlyTarget[min(part, onlyTarget.count)..<min(onlyTarget.count, part + rangesPerFetch)])
+            let sourceOnly = onlySource.chunks(of: rangesPerFetch), targetOnly = onlyTarget.chunks(of: rangesPerFetch)
+            for i in 0..<max(sourceOnly.count, targetOnly.count) {
+                let s = i < sourceOnly.count ? Array(sourceOnly[i]) : [], t = i < targetOnly.count ? Array(targetOnly[i]) : []
                 let (ks, kt) = try concurrently({ try source.keys(s) }, { try target.keys(t) })
                 missing += ks
                 extra += kt
@@ -210,14 +212,12 @@ public final class TableVerifier {
     func compareRows(_ keys: [KeyTexts]) throws -> [(key: KeyTexts, difference: RowDifference)] {
         var out: [(key: KeyTexts, difference: RowDifference)] = []
         let (source, target) = (self.source, self.target)
-        var start = 0
-        while start < keys.count {
-            let chunk = Array(keys[start..<min(keys.count, start + rowChunk)])
+        for slice in keys.chunks(of: rowChunk) {
+            let chunk = Array(slice)
             let (rs, rt) = try concurrently({ try source.rows(chunk) }, { try target.rows(chunk) })
             for key in chunk {
                 if let d = comparator.compare(source: rs[key], target: rt[key]) { out.append((key, d)) }
             }
-            start += rowChunk
         }
         return out
     }

@@ -285,9 +285,7 @@ struct BenchWorkload {
         inserts = ins; updates = upd; deletes = del; liveRows = live.count
     }
 
-    func chunks(of size: Int) -> [ArraySlice<Event>] {
-        stride(from: 0, to: events.count, by: size).map { events[$0..<min($0 + size, events.count)] }
-    }
+    func chunks(of size: Int) -> [ArraySlice<Event>] { events.chunks(of: size) }
 
     private func fields(_ e: Event) -> (customer: String, status: String, amount: String, created: String, attrs: String) {
         (String(e.seq), ["new", "paid", "packed", "shipped"][e.seq % 4], "\(e.seq % 10_000).\(e.seq % 90 + 10)",
