@@ -1,15 +1,16 @@
 import CDCCore
 
 /// The SQL that applies a batch's staged rows to one target table, set-based:
-/// COPY into a temp stage → version guard on `cdcr.row_versions` → MERGE into the table.
+/// COPY into a temp stage → version guard on `cdcr.row_versions` (which returns the losers) → MERGE
+/// of the other staged rows into the table.
 /// Built only from catalog identifiers, always quoted; values travel as COPY data.
 struct StageStatements {
     let prepare: String
     let copy: String
     let guardSQL: String
+    /// Both MERGEs take the guard's losers as `$1` (an `int[]` of stage indexes) and skip them.
     let merge: String
     let mergeKeeping: String
-    let lost: String
 
     init(_ table: TargetTable) {
         let cols = table.columns
@@ -17,8 +18,7 @@ struct StageStatements {
         let stage = "cdcr_stage_" + fnv1a64Hex(signature)
         let columnDefs = cols.map { "\(quoteIdentifier($0.name)) \($0.sqlType)" }.joined(separator: ", ")
         prepare = """
-            CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op "char", _cdcr_version bigint, _cdcr_keep int[], \
-            _cdcr_won boolean NOT NULL DEFAULT false, \(columnDefs)) ON COMMIT DELETE ROWS;
+            CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op "char", _cdcr_version bigint, _cdcr_keep int[], \(columnDefs)) ON COMMIT DELETE ROWS;
             DELETE FROM \(stage);
             """
         let colList = cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")
@@ -26,18 +26,19 @@ struct StageStatements {
 
         let keyExpr = StageStatements.rowKey(table, alias: "s")
         // The guard: a row's version only moves forward. Rows whose stored version is newer lose and
-        // their changes end stale; a delete leaves a tombstone version so late inserts cannot resurrect it.
+        // their changes end stale (the statement returns them: usually none, so nothing is written back
+        // to the stage); a delete leaves a tombstone version so late inserts cannot resurrect it.
         // A change without a version (a repair from the source of truth, a versionless event) always
         // applies and leaves the stored version as it was, so late older changes stay stale.
         guardSQL = """
-            WITH g AS (
+            WITH won AS (
                 INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
                 SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s ORDER BY 2
                 ON CONFLICT (table_name, row_key) DO UPDATE
                     SET version = coalesce(EXCLUDED.version, rv.version), deleted = EXCLUDED.deleted, updated_at = now()
                     WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
                 RETURNING rv.row_key)
-            UPDATE \(stage) s SET _cdcr_won = true FROM g WHERE g.row_key = \(keyExpr)
+            SELECT s._cdcr_idx FROM \(stage) s WHERE NOT EXISTS (SELECT FROM won WHERE won.row_key = \(keyExpr))
             """
 
         let on = table.primaryKey.map { "t.\(quoteIdentifier(cols[$0].name)) = s.\(quoteIdentifier(cols[$0].name))" }.joined(separator: " AND ")
@@ -50,7 +51,9 @@ struct StageStatements {
             }.joined(separator: ", ")
             let matched = nonKey.isEmpty ? "WHEN MATCHED THEN DO NOTHING" : "WHEN MATCHED THEN UPDATE SET \(set)"
             return """
-                MERGE INTO \(table.name.quoted) t USING (SELECT * FROM \(stage) WHERE _cdcr_won) s ON \(on)
+                MERGE INTO \(table.name.quoted) t
+                USING (SELECT s.* FROM \(stage) s LEFT JOIN unnest($1::int[]) AS lost(idx) ON lost.idx = s._cdcr_idx WHERE lost.idx IS NULL) s
+                ON \(on)
                 WHEN MATCHED AND s._cdcr_op = 'd' THEN DELETE
                 \(matched)
                 WHEN NOT MATCHED AND s._cdcr_op <> 'd' THEN INSERT (\(colList)) VALUES (\(insertValues))
@@ -58,7 +61,6 @@ struct StageStatements {
         }
         merge = mergeSQL(keeping: false)
         mergeKeeping = mergeSQL(keeping: true)
-        lost = "SELECT _cdcr_idx FROM \(stage) WHERE NOT _cdcr_won"
     }
 }
 
