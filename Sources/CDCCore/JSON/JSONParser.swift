@@ -145,16 +145,18 @@ public struct JSONParser {
     private mutating func parseString() throws(JSONParseError) -> String {
         index += 1  // opening quote
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes. ASCII needs no validation (and generic UTF-8 validation is costly).
+        var ascii = true
         while index < bytes.count {
             let b = bytes[index]
             if b == UInt8(ascii: "\"") {
-                let s = try validatedString(start..<index)
+                let s = ascii ? String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self) : try validatedString(start..<index)
                 index += 1
                 return s
             }
             if b == UInt8(ascii: "\\") { break }
             if b < 0x20 { throw error("control character in string") }
+            if b >= 0x80 { ascii = false }
             index += 1
         }
         var scalars = Array(bytes[start..<index])
