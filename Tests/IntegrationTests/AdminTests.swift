@@ -52,11 +52,17 @@ struct AdminTests {
         #expect(waitUntil(timeout: .seconds(30)) { ledgerCount(target) == 7 }, "\(applier.stderr.suffix(2000))")
         #expect(httpGet(port: port, path: "/healthz")?.status == 200)
 
-        let metrics = try #require(httpGet(port: port, path: "/metrics"))
-        #expect(metrics.status == 200)
+        // Outcomes are counted once the batch's offsets are committed, just after its transaction.
+        var metrics: (status: Int, body: String) = (0, "")
         func value(_ prefix: String) -> Double? {
             metrics.body.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last ?? "") }
         }
+        #expect(waitUntil(timeout: .seconds(10)) {
+            metrics = httpGet(port: port, path: "/metrics") ?? (0, "")
+            return value(#"cdcr_events_total{topic="adm",table="public.orders",operation="update",outcome="stale"}"#) != nil
+                && value(#"cdcr_events_total{topic="adm",table="public.orders",operation="insert",outcome="duplicate"}"#) == 2
+        })
+        #expect(metrics.status == 200)
         #expect(value(#"cdcr_events_total{topic="adm",table="public.orders",operation="insert",outcome="duplicate"}"#) == 2, "\(metrics.body.prefix(3000))")
         #expect(value(#"cdcr_events_total{topic="adm",table="public.orders",operation="update",outcome="stale"}"#) == 1)
         #expect(value(#"cdcr_build_info{version="#) == 1)

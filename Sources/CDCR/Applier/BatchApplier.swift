@@ -38,14 +38,32 @@ public final class BatchApplier {
 
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
     /// `dryRun` does all the work and rolls it back: the outcomes say what would happen.
-    public func apply(_ items: [Result<DecodedMessage, PoisonError>], dryRun: Bool = false) throws -> [EventOutcome] {
+    /// `prepared` may carry changes resolved ahead of time on another thread (see `knownTables`).
+    public func apply(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreResolved? = nil, dryRun: Bool = false) throws -> [EventOutcome] {
         startPhases()
         do {
-            let outcomes = try inTransaction(dryRun: dryRun) { try run(items, isolated: false) }
+            let outcomes = try inTransaction(dryRun: dryRun) { try run(items, prepared: prepared, isolated: false) }
             mark("commit")
             return outcomes
         } catch {
             return try isolatingPoison(after: error) { try inTransaction(dryRun: dryRun) { try run(items, isolated: true) } }
+        }
+    }
+
+    /// The target tables resolved so far (allowlisted, with a primary key): what another thread may
+    /// resolve the next batch's changes against while this one is busy. Read it only while no batch
+    /// is being applied.
+    public var knownTables: [TableName: TargetTable] { catalog.knownTables }
+
+    /// Changes resolved ahead of time against `tables` (a `knownTables` snapshot), by batch position;
+    /// nil where a change was not resolved. Each is used only if its table is still as it was then.
+    public struct PreResolved: Sendable {
+        public let tables: [TableName: TargetTable]
+        public let changes: [ResolvedChange?]
+
+        public init(tables: [TableName: TargetTable], changes: [ResolvedChange?]) {
+            self.tables = tables
+            self.changes = changes
         }
     }
 
@@ -96,14 +114,14 @@ public final class BatchApplier {
         case truncate(TargetTable, version: Int64?, eventIndex: Int)
     }
 
-    private func run(_ items: [Result<DecodedMessage, PoisonError>], isolated: Bool) throws -> [EventOutcome] {
+    private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreResolved? = nil, isolated: Bool) throws -> [EventOutcome] {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
         let claimed = try claimInLedger(items)
         mark("ledger_claim")
 
         var steps: [Step] = []
         var current: [ResolvedChange] = []
-        var seen = Set<String>()
+        var unchanged: [TableName: Bool] = [:]  // per table: still as it was when `prepared` was resolved
         for (i, item) in items.enumerated() {
             switch item {
             case let .failure(poison):
@@ -120,13 +138,19 @@ public final class BatchApplier {
                     outcomes[i] = .deadLettered(p)
                 }
             case let .success(.change(event)):
-                if !claimed.contains(event.changeID) || !seen.insert(event.changeID).inserted {
+                if !claimed[i] {
                     outcomes[i] = .duplicate
                     continue
                 }
                 do {
-                    let table = try catalog.table(settings.targetTable(for: event.table), on: conn)
-                    current.append(try ResolvedChange.resolve(event, index: i, table: table))
+                    let name = settings.targetTable(for: event.table)
+                    let table = try catalog.table(name, on: conn)
+                    if let prepared, let early = prepared.changes[i], early.table.name == name,
+                       unchanged[name] ?? { let same = prepared.tables[name] == table; unchanged[name] = same; return same }() {
+                        current.append(early)
+                    } else {
+                        current.append(try ResolvedChange.resolve(event, index: i, table: table))
+                    }
                 } catch let p as PoisonError {
                     outcomes[i] = .deadLettered(p)
                 }
@@ -228,26 +252,30 @@ public final class BatchApplier {
         return sql
     }
 
-    /// Records every change ID of the batch in the ledger up front and returns the ones that were not
-    /// there yet; the others are duplicates. A concurrent transaction claiming the same ID (a replay)
-    /// makes this one wait for it, so a change is applied by exactly one of them.
+    /// Records every change ID of the batch in the ledger up front. Returns, per item, whether this
+    /// batch claimed it: false for non-changes, for an ID already in the ledger and for the second
+    /// occurrence of an ID in the batch (all duplicates). A concurrent transaction claiming the same
+    /// ID (a replay) makes this one wait for it, so a change is applied by exactly one of them.
     ///
     /// Usually no ID is there yet, so the entries are COPYed straight into the ledger under a savepoint
     /// (half the cost of an upsert); a unique violation rolls that back and the batch takes the path
     /// that skips duplicates, which stays the first choice until a batch finds none again.
-    private func claimInLedger(_ items: [Result<DecodedMessage, PoisonError>]) throws -> Set<String> {
+    private func claimInLedger(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [Bool] {
         var data: [UInt8] = []
         var ids = Set<String>()
-        for case let .success(.change(event)) in items where ids.insert(event.changeID).inserted {
+        var first = [Bool](repeating: false, count: items.count)
+        for (i, item) in items.enumerated() {
+            guard case let .success(.change(event)) = item, ids.insert(event.changeID).inserted else { continue }
+            first[i] = true
             CopyText.appendRow([event.changeID, settings.targetTable(for: event.table).description, "a"], to: &data)
         }
-        guard !ids.isEmpty else { return [] }
+        guard !ids.isEmpty else { return first }
         if !expectDuplicates {
             try conn.execute("SAVEPOINT cdcr_claim")
             do {
                 try conn.copyIn("COPY cdcr.ledger (change_id, table_name, outcome) FROM STDIN", data: data)
                 try conn.execute("RELEASE SAVEPOINT cdcr_claim")
-                return ids
+                return first
             } catch {
                 guard error.sqlState == "23505" else { throw error }
                 try conn.execute("ROLLBACK TO SAVEPOINT cdcr_claim; RELEASE SAVEPOINT cdcr_claim")
@@ -264,12 +292,15 @@ public final class BatchApplier {
             """)
         let claimed = Set(rows.rows.compactMap { $0[0] })
         expectDuplicates = claimed.count < ids.count
-        return claimed
+        for (i, item) in items.enumerated() where first[i] {
+            if case let .success(.change(event)) = item, !claimed.contains(event.changeID) { first[i] = false }
+        }
+        return first
     }
 
     /// Marks stale changes as such and removes the claims of dead-lettered ones (not applied, so a
     /// corrected re-send can still apply). Both are rare, so this is usually no statement at all.
-    private func settleLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], claimed: Set<String>) throws {
+    private func settleLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], claimed: [Bool]) throws {
         var stale: [String] = []
         var dropped: [String] = []
         for (i, outcome) in outcomes.enumerated() {
@@ -279,7 +310,7 @@ public final class BatchApplier {
             case .deadLettered?: isStale = false
             default: continue
             }
-            guard case let .success(.change(event)) = items[i], claimed.contains(event.changeID) else { continue }
+            guard claimed[i], case let .success(.change(event)) = items[i] else { continue }
             if isStale { stale.append(event.changeID) } else { dropped.append(event.changeID) }
         }
         if !stale.isEmpty {

@@ -11,6 +11,13 @@ public final class Catalog {
         self.allowlist = allowlist.map(Set.init)
     }
 
+    /// The cached tables that changes can be applied to (allowlisted, with a primary key).
+    public var knownTables: [TableName: TargetTable] {
+        var out: [TableName: TargetTable] = [:]
+        for case let (name, table?) in cache where !table.primaryKey.isEmpty && (allowlist?.contains(name) ?? true) { out[name] = table }
+        return out
+    }
+
     /// Forgets cached tables, e.g. after a DDL change made a statement fail.
     public func invalidate() { cache.removeAll() }
 

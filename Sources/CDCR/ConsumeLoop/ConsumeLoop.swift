@@ -8,8 +8,10 @@ import Logging
 /// dead-letter poison → commit offsets. Offsets move only after the batch is durably applied and its
 /// dead letters acknowledged, so a crash anywhere redelivers, and the ledger makes redelivery harmless.
 ///
-/// Runs synchronously on one dedicated thread (librdkafka and libpq block); `StopSignal` ends it at
-/// the next batch boundary.
+/// Runs on one dedicated thread (librdkafka and libpq block), with one helper thread for the
+/// database: while batch n is being applied there, this thread polls and decodes batch n+1. Batch
+/// n+1 goes to the database only after batch n has been committed and its offsets with it, so at
+/// most one batch is ever in the target. `StopSignal` ends the loop at the next batch boundary.
 public final class ConsumeLoop {
     private let settings: Settings
     private let logger: Logger
@@ -21,6 +23,14 @@ public final class ConsumeLoop {
     private var deadLetters: DeadLetterWriter?
     private var applier: BatchApplier?
     private var pending: [KafkaMessage] = []
+    /// The batch being applied on `applyQueue`; `applier` belongs to that thread until it is finished.
+    private var inFlight: InFlightBatch?
+    private let applyQueue = DispatchQueue(label: "cdcr-apply")
+    /// Time spent polling for the batch being filled (debug logging).
+    private var pollTook = Duration.zero
+    /// The applier's resolved tables as of the last finished batch: the next one is resolved against
+    /// them while it is decoded, off the apply thread.
+    private var knownTables: [TableName: TargetTable] = [:]
     /// Next offset to read, per partition, as last committed by this process.
     private var committed: [TopicPartition: Int64] = [:]
     /// Offsets of applied batches whose commit the broker has not accepted yet (rebalance in progress).
@@ -50,6 +60,10 @@ public final class ConsumeLoop {
         let props = settings.kafkaClientProperties(extra: [
             ("group.id", settings.group), ("auto.offset.reset", "earliest"),
             ("enable.partition.eof", "false"), ("client.id", "cdcr-applier"),
+            // A broker answers a connection's requests in order, so an idle partition's long-poll
+            // fetch (librdkafka waits 500 ms by default) delays the offset commit and the end-offset
+            // query behind it. 100 ms bounds that at the price of a few more fetches when idle.
+            ("fetch.wait.max.ms", "100"),
         ])
         let consumer = try KafkaConsumer(properties: props) { [unowned self] event in self.rebalanced(event) }
         self.consumer = consumer
@@ -65,9 +79,12 @@ public final class ConsumeLoop {
             let gotAny = try fillBatch(consumer)
             if !pending.isEmpty {
                 try flush()
-            } else if !gotAny, stopWhenCaughtUp, try caughtUp(consumer) {
-                logger.info("caught up with every assigned partition; stopping")
-                break
+            } else {
+                try finishInFlight()
+                if !gotAny, stopWhenCaughtUp, try caughtUp(consumer) {
+                    logger.info("caught up with every assigned partition; stopping")
+                    break
+                }
             }
             if ContinuousClock.now - lastReport > .seconds(10) {
                 lastReport = .now
@@ -75,11 +92,13 @@ public final class ConsumeLoop {
             }
             if ContinuousClock.now - lastPrune > .seconds(3_600) {
                 lastPrune = .now
+                try finishInFlight()
                 pruneBookkeeping()
             }
         }
-        // Graceful stop: the batch being filled is applied and committed before leaving the group.
-        if !pending.isEmpty { try flush() }
+        // Graceful stop: the batches in flight and being filled are applied and committed before
+        // leaving the group.
+        try flushNow()
         try commitApplied()
         logger.info("applier stopped", metadata: ["counts": "\(counts.json)"])
         return summary
@@ -91,13 +110,18 @@ public final class ConsumeLoop {
 
     /// Polls until the batch is full or its time is up. Returns whether any message arrived.
     private func fillBatch(_ consumer: KafkaConsumer) throws -> Bool {
-        let deadline = ContinuousClock.now + .milliseconds(settings.batchMaxWaitMs)
+        let started = ContinuousClock.now
+        defer { pollTook += ContinuousClock.now - started }
+        let deadline = started + .milliseconds(settings.batchMaxWaitMs)
         var gotAny = false
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         while pending.count < settings.batchMaxEvents && !stop.isStopped {
+            // The batch in the database is done: commit its offsets now rather than at the next flush.
+            if let inFlight, inFlight.outcomes.isFinished { try finishInFlight() }
             let left = deadline - ContinuousClock.now
             if left <= .zero { break }
-            let ms = Int32(clamping: max(1, min(100, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
+            let slice: Int64 = inFlight == nil ? 100 : 5  // look at the batch in flight often
+            let ms = Int32(clamping: max(1, min(slice, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             do {
                 guard let message = try consumer.poll(timeoutMs: ms) else { continue }
                 pending.append(message)
@@ -125,16 +149,51 @@ public final class ConsumeLoop {
         }
     }
 
-    /// Applies, dead-letters and commits everything pending.
+    /// A batch handed to the apply thread, with what its bookkeeping needs afterwards.
+    private struct InFlightBatch {
+        let batch: [KafkaMessage]
+        let decoded: [Result<DecodedMessage, PoisonError>]
+        let started: ContinuousClock.Instant
+        let pollTook: Duration
+        let decodeTook: Duration
+        let outcomes: Handoff<[EventOutcome]>
+    }
+
+    /// Decodes everything pending and hands it to the apply thread once the batch before it is
+    /// finished (applied, dead-lettered, committed). Returns without waiting for the new batch.
     private func flush() throws {
         let batch = pending
+        pending.removeAll(keepingCapacity: true)
         let started = ContinuousClock.now
-        let decoded = Self.decodeInParallel(batch, decoder)
+        let (decoded, prepared) = Self.decodeInParallel(batch, decoder, resolvingAgainst: knownTables, settings: settings)
         let decodeTook = ContinuousClock.now - started
+        let pollTook = self.pollTook
+        self.pollTook = .zero
         if settings.onPoison == .halt, let (i, p) = firstPoison(decoded) {
+            try finishInFlight()
             throw HaltError(position: position(batch[i]), poison: p)
         }
-        let outcomes = try retrying("apply batch") { try currentApplier().apply(decoded) }
+        try finishInFlight()
+        // The apply thread owns `applier` until `finishInFlight` has waited for it.
+        let me = UncheckedSendable(self)
+        let outcomes = Handoff(on: applyQueue) { try me.value.retrying("apply batch") { try me.value.currentApplier().apply(decoded, prepared: prepared) } }
+        inFlight = InFlightBatch(batch: batch, decoded: decoded, started: started, pollTook: pollTook, decodeTook: decodeTook, outcomes: outcomes)
+    }
+
+    /// Applies everything pending and waits until it is committed: at a stop or a revocation.
+    private func flushNow() throws {
+        if !pending.isEmpty { try flush() }
+        try finishInFlight()
+    }
+
+    /// Waits for the batch on the apply thread, then dead-letters its poison events and commits its
+    /// offsets. Nothing to do when no batch is in flight.
+    private func finishInFlight() throws {
+        guard let job = inFlight else { return }
+        inFlight = nil
+        let outcomes = try job.outcomes.wait()
+        knownTables = applier?.knownTables ?? [:]
+        let (batch, decoded) = (job.batch, job.decoded)
 
         var dead: [(KafkaMessage, PoisonError, changeID: String?)] = []
         var batchCounts = OutcomeCounts()
@@ -155,12 +214,11 @@ public final class ConsumeLoop {
             let tp = TopicPartition(topic: m.topic, partition: m.partition)
             uncommitted[tp] = max(uncommitted[tp] ?? 0, m.offset + 1)
         }
-        pending.removeAll(keepingCapacity: true)
         try commitApplied()
         counts.add(batchCounts)
-        let took = ContinuousClock.now - started
+        let took = ContinuousClock.now - job.started
         if logger.logLevel <= .debug {
-            let phases = ([("decode", decodeTook)] + (applier?.phases ?? [])).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+            let phases = ([("poll", job.pollTook), ("decode", job.decodeTook)] + (applier?.phases ?? [])).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
         CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
@@ -168,12 +226,18 @@ public final class ConsumeLoop {
         health?.recordBatch(batchCounts)
     }
 
-    /// Decoding is pure and per message, so a large batch is split across the cores while the
-    /// database waits anyway (the loop is sequential: decode, then apply).
-    static func decodeInParallel(_ batch: [KafkaMessage], _ decoder: EventDecoder) -> [Result<DecodedMessage, PoisonError>] {
-        parallelMap(batch) { m in
-            Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
+    /// Decoding is pure and per message, so a large batch is split across the cores; so is resolving
+    /// each change against its target table when that table is already known (the apply thread
+    /// checks the table is unchanged and resolves the rest itself).
+    static func decodeInParallel(_ batch: [KafkaMessage], _ decoder: EventDecoder, resolvingAgainst tables: [TableName: TargetTable],
+                                 settings: Settings) -> ([Result<DecodedMessage, PoisonError>], BatchApplier.PreResolved) {
+        let results = parallelMap(Array(batch.indices)) { i -> (Result<DecodedMessage, PoisonError>, ResolvedChange?) in
+            let m = batch[i]
+            let decoded = Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
+            guard case let .success(.change(event)) = decoded, let table = tables[settings.targetTable(for: event.table)] else { return (decoded, nil) }
+            return (decoded, try? ResolvedChange.resolve(event, index: i, table: table))
         }
+        return (results.map(\.0), BatchApplier.PreResolved(tables: tables, changes: results.map(\.1)))
     }
 
     /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
@@ -258,7 +322,7 @@ public final class ConsumeLoop {
         case let .revoking(parts):
             logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
             do {
-                if !pending.isEmpty { try flush() }
+                try flushNow()
                 try commitApplied(only: Set(parts))
             } catch {
                 rebalanceError = error

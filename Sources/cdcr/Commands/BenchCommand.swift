@@ -87,7 +87,7 @@ struct ApplyBench: ParsableCommand {
         let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
         let (status, output, rssKB) = try Self.runChild([self_, "run", "--brokers", cluster.bootstrapServers, "--topic", "bench",
                                                          "--group", "bench", "--target", urlA, "--stop-when-caught-up", "--no-admin",
-                                                         "--batch-max-events", String(batchMaxEvents), "--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
+                                                         "--batch-max-events", String(batchMaxEvents)] + (ProcessInfo.processInfo.environment["CDCR_BENCH_KAFKA"].map { ["--kafka-property", $0] } ?? []) + ["--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
         guard status == 0, let line = output.split(separator: "\n").last, let summary = try? JSONParser.parse(String(line)),
               let active = summary["active_seconds"].flatMap({ Double($0.serializedNumber) }) else {
             throw ValidationError("(a) failed with status \(status): \(output)")
