@@ -38,8 +38,8 @@ public final class BatchApplier {
 
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
     /// `dryRun` does all the work and rolls it back: the outcomes say what would happen.
-    /// `prepared` may carry changes resolved ahead of time on another thread (see `knownTables`).
-    public func apply(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreResolved? = nil, dryRun: Bool = false) throws -> [EventOutcome] {
+    /// `prepared` may carry work done ahead of time on another thread (see `PreparedBatch`).
+    public func apply(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, dryRun: Bool = false) throws -> [EventOutcome] {
         startPhases()
         do {
             let outcomes = try inTransaction(dryRun: dryRun) { try run(items, prepared: prepared, isolated: false) }
@@ -51,20 +51,14 @@ public final class BatchApplier {
     }
 
     /// The target tables resolved so far (allowlisted, with a primary key): what another thread may
-    /// resolve the next batch's changes against while this one is busy. Read it only while no batch
-    /// is being applied.
+    /// prepare the next batch against while this one is busy. Read it only while no batch is being
+    /// applied.
     public var knownTables: [TableName: TargetTable] { catalog.knownTables }
 
-    /// Changes resolved ahead of time against `tables` (a `knownTables` snapshot), by batch position;
-    /// nil where a change was not resolved. Each is used only if its table is still as it was then.
-    public struct PreResolved: Sendable {
-        public let tables: [TableName: TargetTable]
-        public let changes: [ResolvedChange?]
-
-        public init(tables: [TableName: TargetTable], changes: [ResolvedChange?]) {
-            self.tables = tables
-            self.changes = changes
-        }
+    /// Reads the named tables into the catalog so the next batch can be prepared against them.
+    /// Best effort: a table that cannot be read now is met again, with its error, when applied.
+    public func learn(_ names: Set<TableName>) {
+        for name in names { _ = try? catalog.table(name, on: conn) }
     }
 
     /// Like `apply`, inside a transaction the caller has open (and commits): the repairer locks rows
@@ -114,10 +108,11 @@ public final class BatchApplier {
         case truncate(TargetTable, version: Int64?, eventIndex: Int)
     }
 
-    private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreResolved? = nil, isolated: Bool) throws -> [EventOutcome] {
+    private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, isolated: Bool) throws -> [EventOutcome] {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
-        let claimed = try claimInLedger(items)
+        let claimed = try claimInLedger(prepared?.ledger ?? LedgerRows(items, settings: settings), items)
         mark("ledger_claim")
+        var early = 0  // changes taken as `prepared` resolved them
 
         var steps: [Step] = []
         var current: [ResolvedChange] = []
@@ -145,9 +140,10 @@ public final class BatchApplier {
                 do {
                     let name = settings.targetTable(for: event.table)
                     let table = try catalog.table(name, on: conn)
-                    if let prepared, let early = prepared.changes[i], early.table.name == name,
+                    if let prepared, let resolved = prepared.changes[i], resolved.table.name == name,
                        unchanged[name] ?? { let same = prepared.tables[name] == table; unchanged[name] = same; return same }() {
-                        current.append(early)
+                        current.append(resolved)
+                        early += 1
                     } else {
                         current.append(try ResolvedChange.resolve(event, index: i, table: table))
                     }
@@ -158,13 +154,15 @@ public final class BatchApplier {
         }
         if !current.isEmpty { steps.append(.changes(current)) }
         mark("resolve")
+        // The prepared plan holds when this batch's changes are exactly the ones it was made from.
+        let staged = prepared?.staged.flatMap { early == current.count && early == prepared?.plannedChanges && steps.count == 1 ? $0 : nil }
 
         for step in steps {
             switch step {
             case let .changes(changes) where isolated:
                 try isolate(changes[...], outcomes: &outcomes)
             case let .changes(changes):
-                let plan = BatchPlanner.plan(changes)
+                let plan = staged ?? StagedPlan(BatchPlanner.plan(changes))
                 mark("plan")
                 try execute(plan, outcomes: &outcomes)
             case let .truncate(table, version, index):
@@ -189,7 +187,7 @@ public final class BatchApplier {
         guard !changes.isEmpty else { return }
         try conn.execute("SAVEPOINT cdcr_isolate")
         do {
-            try execute(BatchPlanner.plan(Array(changes)), outcomes: &outcomes)
+            try execute(StagedPlan(BatchPlanner.plan(Array(changes))), outcomes: &outcomes)
             try conn.execute("RELEASE SAVEPOINT cdcr_isolate")
         } catch {
             guard case let .poison(p) = ErrorClassifier.classify(error) else { throw error }
@@ -205,32 +203,11 @@ public final class BatchApplier {
     }
 
     /// Stages, guards and merges each table's rows; marks members applied or stale.
-    private func execute(_ plan: BatchPlan, outcomes: inout [EventOutcome?]) throws {
-        for i in plan.staleInBatch { outcomes[i] = .stale }
-        for (table, rows) in plan.tables {
+    private func execute(_ staged: StagedPlan, outcomes: inout [EventOutcome?]) throws {
+        for i in staged.plan.staleInBatch { outcomes[i] = .stale }
+        for ((table, rows), (data, anyKeep)) in zip(staged.plan.tables, staged.stage) {
             let sql = stageStatements(for: table)
             try conn.execute(sql.prepare)
-            var data: [UInt8] = []
-            data.reserveCapacity(rows.count * 128)
-            var anyKeep = false
-            for (idx, row) in rows.enumerated() {
-                var fields: [String?] = [String(idx), row.isDelete ? "d" : "u", row.version.map(String.init)]
-                if row.keep.isEmpty {
-                    fields.append(nil)
-                } else {
-                    anyKeep = true
-                    fields.append("{" + row.keep.map(String.init).joined(separator: ",") + "}")
-                }
-                if row.isDelete {
-                    var values = [String?](repeating: nil, count: table.columns.count)
-                    for (pos, col) in table.primaryKey.enumerated() { values[col] = row.keyTexts[pos] }
-                    fields.append(contentsOf: values)
-                } else {
-                    fields.append(contentsOf: row.values)
-                }
-                CopyText.appendRow(fields, to: &data)
-            }
-            mark("stage_encode")
             try conn.copyIn(sql.copy, data: data)
             mark("stage_copy")
             var lost = Set<Int>()
@@ -260,22 +237,14 @@ public final class BatchApplier {
     /// Usually no ID is there yet, so the entries are COPYed straight into the ledger under a savepoint
     /// (half the cost of an upsert); a unique violation rolls that back and the batch takes the path
     /// that skips duplicates, which stays the first choice until a batch finds none again.
-    private func claimInLedger(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [Bool] {
-        var data: [UInt8] = []
-        var ids = Set<String>()
-        var first = [Bool](repeating: false, count: items.count)
-        for (i, item) in items.enumerated() {
-            guard case let .success(.change(event)) = item, ids.insert(event.changeID).inserted else { continue }
-            first[i] = true
-            CopyText.appendRow([event.changeID, settings.targetTable(for: event.table).description, "a"], to: &data)
-        }
-        guard !ids.isEmpty else { return first }
+    private func claimInLedger(_ rows: LedgerRows, _ items: [Result<DecodedMessage, PoisonError>]) throws -> [Bool] {
+        guard rows.count > 0 else { return rows.first }
         if !expectDuplicates {
             try conn.execute("SAVEPOINT cdcr_claim")
             do {
-                try conn.copyIn("COPY cdcr.ledger (change_id, table_name, outcome) FROM STDIN", data: data)
+                try conn.copyIn("COPY cdcr.ledger (change_id, table_name, outcome) FROM STDIN", data: rows.data)
                 try conn.execute("RELEASE SAVEPOINT cdcr_claim")
-                return first
+                return rows.first
             } catch {
                 guard error.sqlState == "23505" else { throw error }
                 try conn.execute("ROLLBACK TO SAVEPOINT cdcr_claim; RELEASE SAVEPOINT cdcr_claim")
@@ -285,17 +254,18 @@ public final class BatchApplier {
             CREATE TEMP TABLE IF NOT EXISTS cdcr_ledger_stage (change_id text, table_name text, outcome "char") ON COMMIT DELETE ROWS;
             DELETE FROM cdcr_ledger_stage;
             """)
-        try conn.copyIn("COPY cdcr_ledger_stage FROM STDIN", data: data)
-        let rows = try conn.execute("""
+        try conn.copyIn("COPY cdcr_ledger_stage FROM STDIN", data: rows.data)
+        let inserted = try conn.execute("""
             INSERT INTO cdcr.ledger (change_id, table_name, outcome)
             SELECT change_id, table_name, outcome FROM cdcr_ledger_stage ON CONFLICT (change_id) DO NOTHING RETURNING change_id
             """)
-        let claimed = Set(rows.rows.compactMap { $0[0] })
-        expectDuplicates = claimed.count < ids.count
-        for (i, item) in items.enumerated() where first[i] {
-            if case let .success(.change(event)) = item, !claimed.contains(event.changeID) { first[i] = false }
+        let claimed = Set(inserted.rows.compactMap { $0[0] })
+        expectDuplicates = claimed.count < rows.count
+        var fresh = rows.first
+        for (i, item) in items.enumerated() where fresh[i] {
+            if case let .success(.change(event)) = item, !claimed.contains(event.changeID) { fresh[i] = false }
         }
-        return first
+        return fresh
     }
 
     /// Marks stale changes as such and removes the claims of dead-lettered ones (not applied, so a

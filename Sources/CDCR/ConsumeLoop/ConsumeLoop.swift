@@ -114,6 +114,7 @@ public final class ConsumeLoop {
         defer { pollTook += ContinuousClock.now - started }
         let deadline = started + .milliseconds(settings.batchMaxWaitMs)
         var gotAny = false
+        var lastMessageAt = started
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         while pending.count < settings.batchMaxEvents && !stop.isStopped {
             // The batch in the database is done: commit its offsets now rather than at the next flush.
@@ -123,10 +124,16 @@ public final class ConsumeLoop {
             let slice: Int64 = inFlight == nil ? 100 : 5  // look at the batch in flight often
             let ms = Int32(clamping: max(1, min(slice, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             do {
-                guard let message = try consumer.poll(timeoutMs: ms) else { continue }
+                guard let message = try consumer.poll(timeoutMs: ms) else {
+                    // Draining a backlog to stop: 50 ms without a message means the end is reached,
+                    // so waiting out the batch window would only delay the exit.
+                    if stopWhenCaughtUp, !pending.isEmpty, ContinuousClock.now - lastMessageAt > .milliseconds(50) { break }
+                    continue
+                }
                 pending.append(message)
                 gotAny = true
                 if firstMessageAt == nil { firstMessageAt = .now }
+                if stopWhenCaughtUp { lastMessageAt = .now }
             } catch {
                 // Broker trouble surfaces here as transient consume errors: wait it out.
                 guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
@@ -226,18 +233,15 @@ public final class ConsumeLoop {
         health?.recordBatch(batchCounts)
     }
 
-    /// Decoding is pure and per message, so a large batch is split across the cores; so is resolving
-    /// each change against its target table when that table is already known (the apply thread
-    /// checks the table is unchanged and resolves the rest itself).
+    /// Decoding is pure and per message, so a large batch is split across the cores. The rest of the
+    /// database-free work (resolving against known tables, ledger rows, plan, stage rows) follows
+    /// here too, off the apply thread, which checks that it still holds (see `PreparedBatch`).
     static func decodeInParallel(_ batch: [KafkaMessage], _ decoder: EventDecoder, resolvingAgainst tables: [TableName: TargetTable],
-                                 settings: Settings) -> ([Result<DecodedMessage, PoisonError>], BatchApplier.PreResolved) {
-        let results = parallelMap(Array(batch.indices)) { i -> (Result<DecodedMessage, PoisonError>, ResolvedChange?) in
-            let m = batch[i]
-            let decoded = Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
-            guard case let .success(.change(event)) = decoded, let table = tables[settings.targetTable(for: event.table)] else { return (decoded, nil) }
-            return (decoded, try? ResolvedChange.resolve(event, index: i, table: table))
+                                 settings: Settings) -> ([Result<DecodedMessage, PoisonError>], PreparedBatch) {
+        let decoded = parallelMap(batch) { m in
+            Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }
         }
-        return (results.map(\.0), BatchApplier.PreResolved(tables: tables, changes: results.map(\.1)))
+        return (decoded, PreparedBatch.make(decoded, tables: tables, settings: settings))
     }
 
     /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
