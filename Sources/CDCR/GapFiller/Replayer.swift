@@ -121,22 +121,34 @@ public final class Replayer {
 
     /// Replays the change-log rows matching `filter` (a WHERE clause over cdcr.change_log with
     /// `params` bound as $1…), in change_id order.
+    ///
+    /// Pipelined like the consume loop: chunk n+1 is read from the source, decoded and prepared while
+    /// chunk n is applied to the target (two connections, two threads); chunks still apply in order.
     func run(filter: String, params: [String?], dryRun: Bool, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
         var report = ReplayReport()
-        var last: Int64 = 0
-        while true {
-            let rows = try source.query(
-                "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE (\(filter)) AND change_id > $\(params.count + 1) ORDER BY change_id LIMIT \(chunkSize)",
-                params + [String(last)])
-            let entries = SourceChangeLog.entries(rows)
-            guard let tail = entries.last else { break }
-            last = tail.changeID
-            let items: [Result<DecodedMessage, PoisonError>] = parallelMap(entries) { e in
-                do { return .success(.change(try e.event())) } catch { return .failure(PoisonError(.undecodable, "change_log row \(e.changeID): \(error)")) }
-            }
-            let outcomes = try applier.apply(items, dryRun: dryRun)
+        let me = UncheckedSendable(self)  // the two threads touch disjoint state: source vs applier
+        // The window's change-ID range, found once through the time index: each chunk is then a walk
+        // along the primary key from the last one (asking for "the next n in the window" instead
+        // sorted the rest of the window every time, quadratic in its size). A change that becomes
+        // visible after this is left to the next pass, as with any snapshot of the log.
+        let range = try source.query("SELECT min(change_id), max(change_id) FROM cdcr.change_log WHERE \(filter)", params).rows[0]
+        guard let low = Int64(range[0] ?? ""), let high = Int64(range[1] ?? "") else { return report }
+        let window = (filter: filter, params: params, high: high)
+        var chunk = try fetch(window, after: low - 1, tables: applier.knownTables)
+        if let first = chunk, !first.prepared.unknownTables.isEmpty {
+            // Learn the window's first tables now, so the first chunk is prepared like the others.
+            applier.learn(first.prepared.unknownTables)
+            chunk = Chunk(entries: first.entries, items: first.items, prepared: PreparedBatch.make(first.items, tables: applier.knownTables, settings: settings))
+        }
+        while let current = chunk {
+            let tables = applier.knownTables
+            let started = ContinuousClock.now
+            let (outcomes, next) = try concurrently(
+                { try me.value.applier.apply(current.items, prepared: current.prepared, dryRun: dryRun) },
+                { UncheckedSendable(try me.value.fetch(window, after: current.last, tables: tables)) })
+            chunk = next.value
             var dead: [(KafkaMessage, PoisonError, changeID: String?)] = []
-            for (e, o) in zip(entries, outcomes) {
+            for (e, o) in zip(current.entries, outcomes) {
                 report.tables[e.table, default: ReplayCounts()].add(o)
                 report.total.add(o)
                 if case let .deadLettered(p) = o, !dryRun {
@@ -150,8 +162,36 @@ public final class Replayer {
                 try deadLetters?.write(dead, to: settings.deadLetterTopic(for: settings.topics[0]))
             }
             progress(report.total.inWindow)
+            if logger.logLevel <= .debug {
+                let phases = applier.phases.map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+                logger.debug("replayed chunk", metadata: ["changes": "\(current.entries.count)", "took": "\(ContinuousClock.now - started)", "phases": "\(phases)"])
+            }
         }
         return report
+    }
+
+    /// One chunk of the window: the change-log rows after change ID `after`, decoded and prepared.
+    private struct Chunk {
+        let entries: [SourceChangeLog.Entry]
+        let items: [Result<DecodedMessage, PoisonError>]
+        let prepared: PreparedBatch
+        var last: Int64 { entries.last!.changeID }
+    }
+
+    /// Reads, decodes and prepares the next chunk of `window`; nil at its end.
+    private func fetch(_ window: (filter: String, params: [String?], high: Int64), after last: Int64, tables: [TableName: TargetTable]) throws -> Chunk? {
+        let n = window.params.count
+        let rows = try source.query(
+            // `IS TRUE` keeps the window's conditions away from the indexes: the walk along the key is
+            // the plan wanted whatever the statistics say (a fresh log has none).
+            "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE change_id > $\(n + 1) AND change_id <= $\(n + 2) AND ((\(window.filter)) IS TRUE) ORDER BY change_id LIMIT \(chunkSize)",
+            window.params + [String(last), String(window.high)])
+        let entries = SourceChangeLog.entries(rows)
+        guard !entries.isEmpty else { return nil }
+        let items: [Result<DecodedMessage, PoisonError>] = parallelMap(entries) { e in
+            do { return .success(.change(try e.event())) } catch { return .failure(PoisonError(.undecodable, "change_log row \(e.changeID): \(error)")) }
+        }
+        return Chunk(entries: entries, items: items, prepared: PreparedBatch.make(items, tables: tables, settings: settings))
     }
 
     /// Closes the dead-letter producer, if one was opened.
