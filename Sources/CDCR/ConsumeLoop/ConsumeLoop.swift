@@ -67,7 +67,13 @@ public final class ConsumeLoop {
         ])
         let consumer = try KafkaConsumer(properties: props) { [unowned self] event in self.rebalanced(event) }
         self.consumer = consumer
-        defer { consumer.close(); deadLetters?.close() }
+        defer {
+            // Nothing of ours outlives the run: a batch still in the database finishes first (its
+            // offsets stay uncommitted when we got here by an error, so it is redelivered).
+            if let inFlight { _ = try? inFlight.outcomes.wait() }
+            consumer.close()
+            deadLetters?.close()
+        }
         deadLetters = try DeadLetterWriter(settings: settings)
         try consumer.subscribe(settings.topics)
         logger.info("applier started", metadata: ["topics": "\(settings.topics.joined(separator: ","))", "group": "\(settings.group)"])
@@ -166,8 +172,17 @@ public final class ConsumeLoop {
         let outcomes: Handoff<[EventOutcome]>
     }
 
-    /// Decodes everything pending and hands it to the apply thread once the batch before it is
-    /// finished (applied, dead-lettered, committed). Returns without waiting for the new batch.
+    /// A batch the database has finished with (committed, or rolled back with every outcome known).
+    private struct FinishedBatch {
+        let job: InFlightBatch
+        let outcomes: [EventOutcome]
+        let phases: [(String, Duration)]
+    }
+
+    /// Decodes everything pending and hands it to the apply thread as soon as the batch before it is
+    /// out of the database; that batch's dead letters and offset commit then overlap this one's
+    /// database work (its offsets still follow its own commit; a crash in between redelivers both
+    /// batches, which the ledger turns into duplicates). Returns without waiting for the new batch.
     private func flush() throws {
         let batch = pending
         pending.removeAll(keepingCapacity: true)
@@ -180,11 +195,19 @@ public final class ConsumeLoop {
             try finishInFlight()
             throw HaltError(position: position(batch[i]), poison: p)
         }
-        try finishInFlight()
-        // The apply thread owns `applier` until `finishInFlight` has waited for it.
+        let previous = try collectInFlight()
+        // The apply thread owns `applier` until `collectInFlight` has waited for it.
         let me = UncheckedSendable(self)
-        let outcomes = Handoff(on: applyQueue) { try me.value.retrying("apply batch") { try me.value.currentApplier().apply(decoded, prepared: prepared) } }
+        let outcomes = Handoff(on: applyQueue) { try me.value.retrying("apply batch", reconnectingTarget: true) { try me.value.currentApplier().apply(decoded, prepared: prepared) } }
         inFlight = InFlightBatch(batch: batch, decoded: decoded, started: started, pollTook: pollTook, decodeTook: decodeTook, outcomes: outcomes)
+        guard let previous else { return }
+        do {
+            try settle(previous)
+        } catch {
+            _ = try? outcomes.wait()  // leave nothing running behind the error; its offsets stay uncommitted
+            inFlight = nil
+            throw error
+        }
     }
 
     /// Applies everything pending and waits until it is committed: at a stop or a revocation.
@@ -196,18 +219,32 @@ public final class ConsumeLoop {
     /// Waits for the batch on the apply thread, then dead-letters its poison events and commits its
     /// offsets. Nothing to do when no batch is in flight.
     private func finishInFlight() throws {
-        guard let job = inFlight else { return }
+        if let finished = try collectInFlight() { try settle(finished) }
+    }
+
+    /// Waits for the batch on the apply thread and takes what the applier knows after it (tables,
+    /// phase timings) before the thread is given the next batch. Halts on poison when asked to.
+    private func collectInFlight() throws -> FinishedBatch? {
+        guard let job = inFlight else { return nil }
         inFlight = nil
         let outcomes = try job.outcomes.wait()
         knownTables = applier?.knownTables ?? [:]
-        let (batch, decoded) = (job.batch, job.decoded)
+        if settings.onPoison == .halt, let i = outcomes.firstIndex(where: { if case .deadLettered = $0 { true } else { false } }),
+           case let .deadLettered(p) = outcomes[i] {
+            throw HaltError(position: position(job.batch[i]), poison: p)
+        }
+        return FinishedBatch(job: job, outcomes: outcomes, phases: logger.logLevel <= .debug ? applier?.phases ?? [] : [])
+    }
 
+    /// Dead-letters a finished batch's poison events, then commits its offsets and counts it.
+    private func settle(_ finished: FinishedBatch) throws {
+        let (job, outcomes) = (finished.job, finished.outcomes)
+        let (batch, decoded) = (job.batch, job.decoded)
         var dead: [(KafkaMessage, PoisonError, changeID: String?)] = []
         var batchCounts = OutcomeCounts()
         for (i, outcome) in outcomes.enumerated() {
             batchCounts.add(outcome)
             if case let .deadLettered(p) = outcome {
-                if settings.onPoison == .halt { throw HaltError(position: position(batch[i]), poison: p) }
                 let id: String? = if case let .success(.change(e)) = decoded[i] { e.changeID } else { salvageChangeID(batch[i].value) }
                 dead.append((batch[i], p, id))
                 logger.warning("dead-lettering change", metadata: [
@@ -225,7 +262,7 @@ public final class ConsumeLoop {
         counts.add(batchCounts)
         let took = ContinuousClock.now - job.started
         if logger.logLevel <= .debug {
-            let phases = ([("poll", job.pollTook), ("decode", job.decodeTook)] + (applier?.phases ?? [])).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+            let phases = ([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
         CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
@@ -246,7 +283,9 @@ public final class ConsumeLoop {
 
     /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
     /// A stop request during an outage abandons the batch: nothing is committed, it is redelivered.
-    private func retrying<T>(_ what: String, _ body: () throws -> T) throws -> T {
+    /// Only the apply thread passes `reconnectingTarget`: it owns the target connection while a batch
+    /// is in flight, and dead letters and offset commits are retried on the consume thread meanwhile.
+    private func retrying<T>(_ what: String, reconnectingTarget: Bool = false, _ body: () throws -> T) throws -> T {
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         while true {
             do {
@@ -259,7 +298,7 @@ public final class ConsumeLoop {
                 ])
                 CDCRMetrics.recordRetry(reason)
                 if !stop.sleep(ms: delay) { throw StoppedDuringRetry() }
-                if let applier, !applier.conn.isHealthy || reason == "pg_connection" {
+                if reconnectingTarget, let applier, !applier.conn.isHealthy || reason == "pg_connection" {
                     applier.conn.close()
                     self.applier = try? connectTarget(settings.targetURL!, installSchema: false)
                 }
