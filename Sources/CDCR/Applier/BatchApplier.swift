@@ -112,45 +112,59 @@ public final class BatchApplier {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
         let claimed = try claimInLedger(prepared?.ledger ?? LedgerRows(items, settings: settings), items)
         mark("ledger_claim")
-        var early = 0  // changes taken as `prepared` resolved them
 
         var steps: [Step] = []
         var current: [ResolvedChange] = []
-        var unchanged: [TableName: Bool] = [:]  // per table: still as it was when `prepared` was resolved
-        for (i, item) in items.enumerated() {
-            switch item {
-            case let .failure(poison):
-                outcomes[i] = .deadLettered(poison)
-            case .success(.tombstone):
-                outcomes[i] = .skipped(.tombstone)
-            case let .success(.truncate(source, version)):
-                guard settings.applyTruncate else { outcomes[i] = .skipped(.truncateIgnored); continue }
-                do {
-                    let table = try catalog.table(settings.targetTable(for: source), on: conn)
-                    if !current.isEmpty { steps.append(.changes(current)); current = [] }
-                    steps.append(.truncate(table, version: version, eventIndex: i))
-                } catch let p as PoisonError {
-                    outcomes[i] = .deadLettered(p)
-                }
-            case let .success(.change(event)):
-                if !claimed[i] {
-                    outcomes[i] = .duplicate
-                    continue
-                }
-                do {
-                    let name = settings.targetTable(for: event.table)
-                    let table = try catalog.table(name, on: conn)
-                    if let prepared, let resolved = prepared.changes[i], resolved.table.name == name,
-                       unchanged[name] ?? { let same = prepared.tables[name] == table; unchanged[name] = same; return same }() {
-                        current.append(resolved)
-                        early += 1
-                    } else {
-                        current.append(try ResolvedChange.resolve(event, index: i, table: table))
+        var early = 0  // changes taken as `prepared` resolved them
+        var refreshed = Set<TableName>()
+        resolving: while true {
+            outcomes = [EventOutcome?](repeating: nil, count: items.count)
+            steps = []
+            current = []
+            early = 0
+            var unchanged: [TableName: Bool] = [:]  // per table: still as it was when `prepared` was resolved
+            for (i, item) in items.enumerated() {
+                switch item {
+                case let .failure(poison):
+                    outcomes[i] = .deadLettered(poison)
+                case .success(.tombstone):
+                    outcomes[i] = .skipped(.tombstone)
+                case let .success(.truncate(source, version)):
+                    guard settings.applyTruncate else { outcomes[i] = .skipped(.truncateIgnored); continue }
+                    do {
+                        let table = try catalog.table(settings.targetTable(for: source), on: conn)
+                        if !current.isEmpty { steps.append(.changes(current)); current = [] }
+                        steps.append(.truncate(table, version: version, eventIndex: i))
+                    } catch let p as PoisonError {
+                        outcomes[i] = .deadLettered(p)
                     }
-                } catch let p as PoisonError {
-                    outcomes[i] = .deadLettered(p)
+                case let .success(.change(event)):
+                    if !claimed[i] {
+                        outcomes[i] = .duplicate
+                        continue
+                    }
+                    let name = settings.targetTable(for: event.table)
+                    do {
+                        let table = try catalog.table(name, on: conn)
+                        if let prepared, let resolved = prepared.changes[i], resolved.table.name == name,
+                           unchanged[name] ?? { let same = prepared.tables[name] == table; unchanged[name] = same; return same }() {
+                            current.append(resolved)
+                            early += 1
+                        } else {
+                            current.append(try ResolvedChange.resolve(event, index: i, table: table))
+                        }
+                    } catch let p as PoisonError {
+                        // The cached definition may predate a table or column added since: read it
+                        // again (once per table and batch) and, if it changed, resolve the batch anew.
+                        if p.reason == .unknownColumn || p.reason == .unknownTable, refreshed.insert(name).inserted,
+                           try catalog.reload(name, on: conn) {
+                            continue resolving
+                        }
+                        outcomes[i] = .deadLettered(p)
+                    }
                 }
             }
+            break
         }
         if !current.isEmpty { steps.append(.changes(current)) }
         mark("resolve")

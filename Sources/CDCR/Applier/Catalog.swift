@@ -18,6 +18,16 @@ public final class Catalog {
         return out
     }
 
+    /// Reads `name` from the catalog again; returns whether its definition differs from the cached
+    /// one (a column or the table itself added since). Names outside the allowlist are not looked up.
+    public func reload(_ name: TableName, on conn: PGConnection) throws -> Bool {
+        if let allowlist, !allowlist.contains(name) { return false }
+        let fresh = try Self.load(name, on: conn)
+        let old: TargetTable? = cache[name] ?? nil
+        cache[name] = fresh
+        return fresh != old
+    }
+
     /// Forgets cached tables, e.g. after a DDL change made a statement fail.
     public func invalidate() { cache.removeAll() }
 
