@@ -9,9 +9,10 @@ import Logging
 /// dead letters acknowledged, so a crash anywhere redelivers, and the ledger makes redelivery harmless.
 ///
 /// Runs on one dedicated thread (librdkafka and libpq block), with one helper thread for the
-/// database: while batch n is being applied there, this thread polls and decodes batch n+1. Batch
-/// n+1 goes to the database only after batch n has been committed and its offsets with it, so at
-/// most one batch is ever in the target. `StopSignal` ends the loop at the next batch boundary.
+/// database: while batch n is being applied there, this thread polls and prepares batch n+1. Batch
+/// n+1 goes to the database only once batch n's transaction has ended, so at most one batch is ever
+/// in the target; batch n's dead letters and offset commit then overlap batch n+1's transaction.
+/// Memory holds at most two batches. `StopSignal` ends the loop at the next batch boundary.
 public final class ConsumeLoop {
     private let settings: Settings
     private let logger: Logger
