@@ -60,9 +60,9 @@ public enum ReplayRun {
         defer { replayer.close() }
         try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
         let window = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
-        let total = try replayer.count(from: window.0, to: window.1, tables: tables)
-        progress(0, total)
-        return try replayer.run(from: window.0, to: window.1, tables: tables, dryRun: dryRun) { progress($0, total) }
+        var total = 0
+        return try replayer.run(from: window.0, to: window.1, tables: tables, dryRun: dryRun,
+                                total: { total = $0; progress(0, $0) }) { progress($0, total) }
     }
 }
 
@@ -107,16 +107,12 @@ public final class Replayer {
         }
     }
 
-    /// Number of changes in the window (for progress).
-    public func count(from: String, to: String, tables: [TableName]) throws -> Int {
-        let (filter, params) = Self.filter(from: from, to: to, tables: tables)
-        return Int(try source.query("SELECT count(*) FROM cdcr.change_log WHERE \(filter)", params).scalar ?? "0") ?? 0
-    }
-
     /// Streams the window in change_id order, in chunks, and applies (or, dry, only evaluates) them.
-    public func run(from: String, to: String, tables: [TableName], dryRun: Bool, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
+    /// `total` hears how many changes the window holds before the first is applied.
+    public func run(from: String, to: String, tables: [TableName], dryRun: Bool, total: (Int) -> Void = { _ in },
+                    progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
         let (filter, params) = Self.filter(from: from, to: to, tables: tables)
-        return try run(filter: filter, params: params, dryRun: dryRun, progress: progress)
+        return try run(filter: filter, params: params, dryRun: dryRun, total: total, progress: progress)
     }
 
     /// Replays the change-log rows matching `filter` (a WHERE clause over cdcr.change_log with
@@ -124,14 +120,15 @@ public final class Replayer {
     ///
     /// Pipelined like the consume loop: chunk n+1 is read from the source, decoded and prepared while
     /// chunk n is applied to the target (two connections, two threads); chunks still apply in order.
-    func run(filter: String, params: [String?], dryRun: Bool, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
+    func run(filter: String, params: [String?], dryRun: Bool, total: (Int) -> Void = { _ in }, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
         var report = ReplayReport()
         let me = UncheckedSendable(self)  // the two threads touch disjoint state: source vs applier
         // The window's change-ID range, found once through the time index: each chunk is then a walk
         // along the primary key from the last one (asking for "the next n in the window" instead
         // sorted the rest of the window every time, quadratic in its size). A change that becomes
         // visible after this is left to the next pass, as with any snapshot of the log.
-        let range = try source.query("SELECT min(change_id), max(change_id) FROM cdcr.change_log WHERE \(filter)", params).rows[0]
+        let range = try source.query("SELECT min(change_id), max(change_id), count(*) FROM cdcr.change_log WHERE \(filter)", params).rows[0]
+        total(Int(range[2] ?? "0") ?? 0)
         guard let low = Int64(range[0] ?? ""), let high = Int64(range[1] ?? "") else { return report }
         let window = (filter: filter, params: params, high: high)
         var chunk = try fetch(window, after: low - 1, tables: applier.knownTables)
