@@ -85,7 +85,8 @@ struct ApplyBench: ParsableCommand {
         print("(a) backlog of \(sent) events produced; running cdcr run --stop-when-caught-up …")
         let urlA = try freshDB("cdcr_bench_a")
         let self_ = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-        let (status, output, rssKB) = try Self.runChild([self_, "run", "--brokers", cluster.bootstrapServers, "--topic", "bench",
+        let backendsBefore = try Self.exitedBackendsCPU(admin)
+        let (status, output, rssKB, cpuA) = try Self.runChild([self_, "run", "--brokers", cluster.bootstrapServers, "--topic", "bench",
                                                          "--group", "bench", "--target", urlA, "--stop-when-caught-up", "--no-admin",
                                                          "--batch-max-events", String(batchMaxEvents)] + (ProcessInfo.processInfo.environment["CDCR_BENCH_KAFKA"].map { ["--kafka-property", $0] } ?? []) + ["--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
         guard status == 0, let line = output.split(separator: "\n").last, let summary = try? JSONParser.parse(String(line)),
@@ -94,6 +95,12 @@ struct ApplyBench: ParsableCommand {
         }
         let rateA = Double(events) / active
         print("(a) end to end:      \(fmt(rateA)) events/s  (\(String(format: "%.2f", active)) s active, outcomes \(line))")
+        // Where the CPU went (on a small machine (a) is CPU-bound): cdcr's threads, and the PostgreSQL
+        // backends that served it (counted when they exit, i.e. when (a) disconnects).
+        if let before = backendsBefore, let after = try Self.exitedBackendsCPU(admin) {
+            let perEvent = { (s: Double) in String(format: "%.1f", s / Double(events) * 1e6) }
+            print("(a) CPU: cdcr \(String(format: "%.2f", cpuA)) s (\(perEvent(cpuA)) µs/event), PostgreSQL backends \(String(format: "%.2f", after - before)) s (\(perEvent(after - before)) µs/event)")
+        }
 
         // (b) ceiling: COPY the change rows into an unlogged staging table, then set-based SQL.
         let urlB = try freshDB("cdcr_bench_b")
@@ -163,7 +170,7 @@ struct ApplyBench: ParsableCommand {
         try src.execute("ANALYZE cdcr.change_log")  // as autovacuum leaves a live log: the planner knows its size
         let tgtURL = try freshDB("cdcr_bench_d")
         let start = ContinuousClock.now
-        let (status, output, _) = try Self.runChild([exe, "replay", "--source", srcURL, "--target", tgtURL, "--from", iso(now - 3_600_000_000),
+        let (status, output, _, _) = try Self.runChild([exe, "replay", "--source", srcURL, "--target", tgtURL, "--from", iso(now - 3_600_000_000),
                                                      "--to", iso(now + 3_600_000_000), "--json", "--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
         let took = (ContinuousClock.now - start).seconds
         guard status == 0, let report = try? JSONParser.parse(output.trimmingCharacters(in: .whitespacesAndNewlines)),
@@ -215,8 +222,8 @@ struct ApplyBench: ParsableCommand {
         return String(url[..<slash.upperBound]) + db + query
     }
 
-    /// Runs a child to completion; returns status, stdout and its peak RSS in KB.
-    static func runChild(_ args: [String]) throws -> (Int32, String, Int) {
+    /// Runs a child to completion; returns status, stdout, its peak RSS in KB and its CPU seconds.
+    static func runChild(_ args: [String]) throws -> (Int32, String, Int, Double) {
         let outPath = FileManager.default.temporaryDirectory.appendingPathComponent("cdcr-bench-\(getpid()).out").path
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -232,7 +239,21 @@ struct ApplyBench: ParsableCommand {
         wait4(pid, &status, 0, &usage)
         let out = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
         try? FileManager.default.removeItem(atPath: outPath)
-        return ((status >> 8) & 0xff, out, usage.ru_maxrss)
+        let cpu = { (t: timeval) in Double(t.tv_sec) + Double(t.tv_usec) / 1e6 }
+        return ((status >> 8) & 0xff, out, usage.ru_maxrss, cpu(usage.ru_utime) + cpu(usage.ru_stime))
+    }
+
+    /// CPU seconds of the server's backends that have exited so far: the postmaster's reaped
+    /// children (`cutime + cstime` in /proc). Nil when the server's files cannot be read.
+    static func exitedBackendsCPU(_ admin: PGConnection) throws -> Double? {
+        guard let dir = try admin.query("SHOW data_directory").scalar,
+              let pidLine = try? String(contentsOfFile: dir + "/postmaster.pid", encoding: .utf8).split(separator: "\n").first,
+              let stat = try? String(contentsOfFile: "/proc/\(pidLine)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state is field 3, cutime and cstime are fields 16 and 17.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 14, let cu = Double(fields[13]), let cs = Double(fields[14]) else { return nil }
+        return (cu + cs) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 }
 

@@ -76,7 +76,7 @@ struct VerifyBench: ParsableCommand {
         var exact = true
         for i in 0...runs {
             let start = ContinuousClock.now
-            let (status, out, rss) = try ApplyBench.runChild([binary, "verify", "--json", "--table", "orders", "--source", urls[0], "--target", urls[1]])
+            let (status, out, rss, _) = try ApplyBench.runChild([binary, "verify", "--json", "--table", "orders", "--source", urls[0], "--target", urls[1]])
             let took = (ContinuousClock.now - start).seconds
             peakKB = max(peakKB, rss)
             let found = try differences(out)
