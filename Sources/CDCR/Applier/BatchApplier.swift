@@ -23,6 +23,11 @@ public final class BatchApplier {
     public private(set) var phases: [(String, Duration)] = []
     private var phaseStart = ContinuousClock.now
 
+    /// Phase timings as `name=12ms …`, for a debug log line.
+    public static func describe(_ phases: [(String, Duration)]) -> String {
+        phases.map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+    }
+
     private func mark(_ name: String) {
         let now = ContinuousClock.now
         phases.append((name, now - phaseStart))

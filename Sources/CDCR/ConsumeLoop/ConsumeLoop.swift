@@ -188,7 +188,7 @@ public final class ConsumeLoop {
         let batch = pending
         pending.removeAll(keepingCapacity: true)
         let started = ContinuousClock.now
-        let (decoded, prepared) = Self.decodeInParallel(batch, decoder, resolvingAgainst: knownTables, settings: settings)
+        let (decoded, prepared) = Self.decodeAndPrepare(batch, decoder, resolvingAgainst: knownTables, settings: settings)
         let decodeTook = ContinuousClock.now - started
         let pollTook = self.pollTook
         self.pollTook = .zero
@@ -263,7 +263,7 @@ public final class ConsumeLoop {
         counts.add(batchCounts)
         let took = ContinuousClock.now - job.started
         if logger.logLevel <= .debug {
-            let phases = ([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases).map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
+            let phases = BatchApplier.describe([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases)
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
         CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
@@ -274,7 +274,7 @@ public final class ConsumeLoop {
     /// Decoding is pure and per message, so a large batch is split across the cores. The rest of the
     /// database-free work (resolving against known tables, ledger rows, plan, stage rows) follows
     /// here too, off the apply thread, which checks that it still holds (see `PreparedBatch`).
-    static func decodeInParallel(_ batch: [KafkaMessage], _ decoder: EventDecoder, resolvingAgainst tables: [TableName: TargetTable],
+    static func decodeAndPrepare(_ batch: [KafkaMessage], _ decoder: EventDecoder, resolvingAgainst tables: [TableName: TargetTable],
                                  settings: Settings) -> ([Result<DecodedMessage, PoisonError>], PreparedBatch) {
         let decoded = parallelMap(batch) { m in
             Result { () throws(PoisonError) -> DecodedMessage in try decoder.decode(key: m.key, value: m.value) }

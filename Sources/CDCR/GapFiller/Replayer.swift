@@ -160,8 +160,9 @@ public final class Replayer {
             }
             progress(report.total.inWindow)
             if logger.logLevel <= .debug {
-                let phases = applier.phases.map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
-                logger.debug("replayed chunk", metadata: ["changes": "\(current.entries.count)", "took": "\(ContinuousClock.now - started)", "phases": "\(phases)"])
+                logger.debug("replayed chunk", metadata: [
+                    "changes": "\(current.entries.count)", "took": "\(ContinuousClock.now - started)", "phases": "\(BatchApplier.describe(applier.phases))",
+                ])
             }
         }
         return report
