@@ -91,12 +91,9 @@ struct AdminTests {
     func replayJob() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src")
-        let target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source)
-        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders"), TableName(parsing: "public.order_items")])
+        let (source, target, src) = try pg.sourceAndTarget(capturing: ["public.orders", "public.order_items"])
         try sourceWorkload(src, statements: 300, seed: 21)
-        let window = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(now() AT TIME ZONE 'UTC' + interval '1 hour', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").rows[0]
+        let window = [try utcInstant(src, "-1 hour"), try utcInstant(src, "1 hour")]
         try kafka.createTopic("rj")
         let port = freePort()
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "rj", "--group", "rj", "--source", source, "--target", target,
@@ -104,7 +101,7 @@ struct AdminTests {
                                             env: ["CDCR_ADMIN_TOKEN": "s3cret-token"])
         defer { applier.signal(SIGKILL); applier.wait(timeout: .seconds(10)) }
         #expect(waitUntil(timeout: .seconds(20)) { httpGet(port: port, path: "/healthz")?.status == 200 })
-        let body = "{\"from\":\"\(window[0]!)\",\"to\":\"\(window[1]!)\",\"tables\":[\"public.orders\"],\"dry_run\":true}"
+        let body = "{\"from\":\"\(window[0])\",\"to\":\"\(window[1])\",\"tables\":[\"public.orders\"],\"dry_run\":true}"
         #expect(httpRequest(port: port, method: "POST", path: "/replay", body: body)?.status == 401)
         #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: ["Authorization: Bearer wrong"], body: body)?.status == 401)
         let auth = ["Authorization: Bearer s3cret-token"]
@@ -118,7 +115,7 @@ struct AdminTests {
             job = (try? JSONParser.parse(httpGet(port: port, path: "/replay/\(id)")?.body ?? "")) ?? .null
             return job["status"] == .string("done")
         }, "\(job.serialized)")
-        let cli = try CDCRProcess.run(["replay", "--from", window[0]!, "--to", window[1]!, "--table", "public.orders", "--dry-run", "--json",
+        let cli = try CDCRProcess.run(["replay", "--from", window[0], "--to", window[1], "--table", "public.orders", "--dry-run", "--json",
                                        "--source", source, "--target", target])
         let expected = try JSONParser.parse(cli.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         #expect(job["summary"]?["total"] == expected["total"], "\(job.serialized) vs \(expected.serialized)")

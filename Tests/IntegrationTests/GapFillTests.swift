@@ -47,7 +47,7 @@ struct GapFillTests {
         #expect(try CDCRProcess.run(["source", "install", "--tables", "public.orders,order_items"] + common).status == 0)
 
         let src = try PGConnection.connect(source)
-        let start = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").scalar!
+        let start = try utcInstant(src, "-1 second")
         try sourceWorkload(src, statements: 1_500, seed: 5)
         let changes = try Expect.count(src, "SELECT count(*) FROM cdcr.change_log")
         #expect(changes > 1_000, "most statements change a row")
@@ -70,7 +70,7 @@ struct GapFillTests {
             + Expect.differences(tgt, table: "public.order_items", expected: try tableRows(src, "public.order_items"))
         #expect(drift > 0, "dropping messages made the target differ")
 
-        let end = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' + interval '1 second', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").scalar!
+        let end = try utcInstant(src, "1 second")
         let human = ["replay", "--from", start, "--to", end] + common
         let window = human + ["--json"]
 
@@ -203,10 +203,7 @@ struct ScheduledGapFillTests {
     func catchesDrops() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src")
-        let target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source)
-        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders"), TableName(parsing: "public.order_items")])
+        let (source, target, src) = try pg.sourceAndTarget(capturing: ["public.orders", "public.order_items"])
         try kafka.createTopic("flow", partitions: 2)
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "flow", "--group", "flow", "--source", source,
                                              "--target", target, "--gap-fill-interval", "2", "--gap-fill-window", "30",
@@ -241,10 +238,7 @@ struct ScheduledGapFillTests {
     func lateCommit() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src")
-        let target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source)
-        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
+        let (source, target, src) = try pg.sourceAndTarget(capturing: ["public.orders"])
         try kafka.createTopic("quiet")
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "quiet", "--group", "quiet", "--source", source,
                                              "--target", target, "--gap-fill-interval", "1", "--gap-fill-window", "2",
@@ -271,18 +265,15 @@ struct ReplayFailureTests {
     func failedChangesExit2() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src")
-        let target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source)
-        try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
+        let (source, target, src) = try pg.sourceAndTarget(capturing: ["public.orders"])
         try src.query("INSERT INTO public.orders (id, status, amount) VALUES (1, 'ok', 1.00), (2, 'ok', 2.00)")
         // A dual-writing application broke the contract: its amount is not a number.
         try src.query("""
             INSERT INTO cdcr.change_log (table_name, operation, key, data)
             VALUES ('public.orders', 'INSERT', '{"id": 3}', '{"id": 3, "status": "bad", "amount": "abc"}')
             """)
-        let now = try src.query("SELECT to_char(now() AT TIME ZONE 'UTC' - interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), to_char(now() AT TIME ZONE 'UTC' + interval '1 minute', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')").rows[0]
-        let ok = try CDCRProcess.run(["replay", "--from", now[0]!, "--to", now[1]!, "--json", "--source", source, "--target", target,
+        let now = [try utcInstant(src, "-1 minute"), try utcInstant(src, "1 minute")]
+        let ok = try CDCRProcess.run(["replay", "--from", now[0], "--to", now[1], "--json", "--source", source, "--target", target,
                                       "--brokers", kafka.brokers, "--topic", "cdc", "--kafka-property", "log_level=3"])
         #expect(ok.status == 2, "\(ok.stderr)")
         let report = try JSONParser.parse(ok.stdout.trimmingCharacters(in: .whitespacesAndNewlines))

@@ -36,3 +36,9 @@ enum Expect {
         Int(try conn.query(sql, params).scalar ?? "-1") ?? -1
     }
 }
+
+/// The database's clock in UTC moved by `offset` (an interval such as "-1 hour"), in the form
+/// `cdcr replay --from/--to` takes.
+func utcInstant(_ conn: PGConnection, _ offset: String) throws -> String {
+    try conn.query("SELECT to_char(now() AT TIME ZONE 'UTC' + $1::interval, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')", [offset]).scalar!
+}

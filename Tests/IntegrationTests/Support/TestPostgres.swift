@@ -1,3 +1,4 @@
+import CDCCore
 import CDCPostgres
 import CDCR
 import Foundation
@@ -128,4 +129,16 @@ enum Fixtures {
 
     static let projectRoot: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent().deletingLastPathComponent().path
+}
+
+extension TestPostgres {
+    /// A source database whose change log captures `tables`, an empty target, and a connection to
+    /// the source.
+    func sourceAndTarget(capturing tables: [String]) throws -> (source: String, target: String, src: PGConnection) {
+        let source = try createDatabase("src")
+        let target = try createDatabase("tgt")
+        let src = try PGConnection.connect(source)
+        try SourceChangeLog.install(on: src, tables: tables.map { TableName(parsing: $0) })
+        return (source, target, src)
+    }
 }
