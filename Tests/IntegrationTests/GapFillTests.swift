@@ -83,7 +83,8 @@ struct GapFillTests {
         #expect((dryReport["total"]?["applied_now"]?.int64Value ?? 0) > 0)
         #expect(ledgerCount(target) == ledgerBefore)
 
-        let first = try CDCRProcess.run(window)
+        // Small chunks: the replay walks the window in many steps, each read while the last applies.
+        let first = try CDCRProcess.run(window, env: ["CDCR_BATCH_MAX_EVENTS": "97"])
         #expect(first.status == 0, "\(first.stderr)")
         let report = try JSONParser.parse(first.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
         let total = try #require(report["total"])
@@ -141,6 +142,29 @@ struct GapFillTests {
         let messages = try kafka.read(topic: "late", count: 2, timeout: .seconds(15))
         let ids = Set(messages.compactMap { m in m.value.flatMap { try? JSONParser.parse(bytes: $0) }?["key"]?["id"]?.int64Value })
         #expect(ids == [1, 2], "the late-committed change was not skipped")
+    }
+
+    @Test("a change-log window is walked in change_id order, every match once, chunk after chunk")
+    func windowWalk() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let (_, _, src) = try pg.sourceAndTarget(capturing: ["public.orders", "public.order_items"])
+        try sourceWorkload(src, statements: 300, seed: 3)
+        let filter = "table_name = $1"  // the other table's changes interleave with the matches
+        let expected = try src.query("SELECT change_id FROM cdcr.change_log WHERE table_name = 'public.orders' ORDER BY change_id").rows.map { Int64($0[0]!)! }
+        #expect(expected.count > 50)
+        let window = try SourceChangeLog.Window(on: src, filter: filter, params: ["public.orders"])
+        #expect(window.count == expected.count)
+        var walked: [Int64] = []
+        var last = window.start
+        while case let chunk = try window.chunk(after: last, limit: 7, on: src), let tail = chunk.last {
+            #expect(chunk.count <= 7 && chunk.allSatisfy { $0.table == "public.orders" })
+            walked += chunk.map(\.changeID)
+            last = tail.changeID
+        }
+        #expect(walked == expected)
+        let empty = try SourceChangeLog.Window(on: src, filter: filter, params: ["public.nothing"])
+        #expect(empty.count == 0)
+        #expect(try empty.chunk(after: empty.start, limit: 7, on: src).isEmpty)
     }
 
     @Test("change_id grows in commit order for each row, under concurrent writers")

@@ -30,13 +30,11 @@ public final class Relay {
         let from = Int64(try source.query("SELECT txid_horizon FROM cdcr.relay_position WHERE topic = $1", [topic]).scalar ?? "0") ?? 0
         let to = try SourceChangeLog.txidHorizon(on: source)
         guard to > from else { return 0 }
-        var last: Int64 = 0
+        let window = try SourceChangeLog.Window(on: source, filter: "txid >= $1 AND txid < $2", params: [String(from), String(to)])
+        var last = window.start
         var published = 0
         while true {
-            let rows = try source.query(
-                "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE txid >= $1 AND txid < $2 AND change_id > $3 ORDER BY change_id LIMIT $4",
-                [String(from), String(to), String(last), String(chunkSize)])
-            let entries = SourceChangeLog.entries(rows)
+            let entries = try window.chunk(after: last, limit: chunkSize, on: source)
             guard let tail = entries.last else { break }
             // Key = the row's key, so one row always lands in one partition and keeps its order.
             try producer.send(entries.map { OutgoingMessage(topic: topic, key: Array($0.key.utf8), value: Array($0.nativeJSON.utf8)) })

@@ -123,15 +123,9 @@ public final class Replayer {
     func run(filter: String, params: [String?], dryRun: Bool, total: (Int) -> Void = { _ in }, progress: (Int) -> Void = { _ in }) throws -> ReplayReport {
         var report = ReplayReport()
         let me = UncheckedSendable(self)  // the two threads touch disjoint state: source vs applier
-        // The window's change-ID range, found once through the time index: each chunk is then a walk
-        // along the primary key from the last one (asking for "the next n in the window" instead
-        // sorted the rest of the window every time, quadratic in its size). A change that becomes
-        // visible after this is left to the next pass, as with any snapshot of the log.
-        let range = try source.query("SELECT min(change_id), max(change_id), count(*) FROM cdcr.change_log WHERE \(filter)", params).rows[0]
-        total(Int(range[2] ?? "0") ?? 0)
-        guard let low = Int64(range[0] ?? ""), let high = Int64(range[1] ?? "") else { return report }
-        let window = (filter: filter, params: params, high: high)
-        var chunk = try fetch(window, after: low - 1, tables: applier.knownTables)
+        let window = try SourceChangeLog.Window(on: source, filter: filter, params: params)
+        total(window.count)
+        var chunk = try fetch(window, after: window.start, tables: applier.knownTables)
         if let first = chunk, !first.prepared.unknownTables.isEmpty {
             // Learn the window's first tables now, so the first chunk is prepared like the others.
             applier.learn(first.prepared.unknownTables)
@@ -177,14 +171,8 @@ public final class Replayer {
     }
 
     /// Reads, decodes and prepares the next chunk of `window`; nil at its end.
-    private func fetch(_ window: (filter: String, params: [String?], high: Int64), after last: Int64, tables: [TableName: TargetTable]) throws -> Chunk? {
-        let n = window.params.count
-        let rows = try source.query(
-            // `IS TRUE` keeps the window's conditions away from the indexes: the walk along the key is
-            // the plan wanted whatever the statistics say (a fresh log has none).
-            "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE change_id > $\(n + 1) AND change_id <= $\(n + 2) AND ((\(window.filter)) IS TRUE) ORDER BY change_id LIMIT \(chunkSize)",
-            window.params + [String(last), String(window.high)])
-        let entries = SourceChangeLog.entries(rows)
+    private func fetch(_ window: SourceChangeLog.Window, after last: Int64, tables: [TableName: TargetTable]) throws -> Chunk? {
+        let entries = try window.chunk(after: last, limit: chunkSize, on: source)
         guard !entries.isEmpty else { return nil }
         let items: [Result<DecodedMessage, PoisonError>] = parallelMap(entries) { e in
             do { return .success(.change(try e.event())) } catch { return .failure(PoisonError(.undecodable, "change_log row \(e.changeID): \(error)")) }

@@ -133,6 +133,45 @@ public enum SourceChangeLog {
 
     public static let columns = "change_id, table_name, operation, key::text, data::text, to_char(committed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"'), txid"
 
+    /// The change-log rows matching a filter, read in change_id order one chunk at a time. The
+    /// matching change-ID range (and count) is found once, through whatever index serves the filter;
+    /// each chunk then walks the primary key on from the last one. Asking each time for "the next n
+    /// matching rows after ID x" instead let the planner sort all the remaining matches per chunk:
+    /// quadratic in the window. The walk costs the rows between the first and last match once — more
+    /// than the matches only when a long transaction's old changes share the filter with new ones.
+    /// A change that becomes visible after `open` is left to the next window, as with any snapshot.
+    public struct Window: Sendable {
+        let filter: String
+        let params: [String?]
+        /// How many rows match.
+        public let count: Int
+        let low: Int64, high: Int64
+
+        /// `filter` is a WHERE clause over `cdcr.change_log` with `params` bound as $1…
+        public init(on conn: PGConnection, filter: String, params: [String?]) throws {
+            let r = try conn.query("SELECT min(change_id), max(change_id), count(*) FROM cdcr.change_log WHERE \(filter)", params).rows[0]
+            self.filter = filter
+            self.params = params
+            count = Int(r[2] ?? "0") ?? 0
+            low = Int64(r[0] ?? "") ?? 1
+            high = Int64(r[1] ?? "") ?? 0
+        }
+
+        /// Before the first change ID: where a walk starts.
+        public var start: Int64 { low - 1 }
+
+        /// Up to `limit` matching rows after change ID `after`, in change_id order; empty at the end.
+        public func chunk(after: Int64, limit: Int, on conn: PGConnection) throws -> [Entry] {
+            guard after < high else { return [] }
+            let n = params.count
+            // `IS TRUE` keeps the filter away from the indexes: the walk along the key is the plan
+            // wanted whatever the statistics say (a fresh log has none).
+            return SourceChangeLog.entries(try conn.query(
+                "SELECT \(SourceChangeLog.columns) FROM cdcr.change_log WHERE change_id > $\(n + 1) AND change_id <= $\(n + 2) AND ((\(filter)) IS TRUE) ORDER BY change_id LIMIT \(limit)",
+                params + [String(after), String(high)]))
+        }
+    }
+
     public static func entries(_ rows: PGRows) -> [Entry] {
         rows.rows.map { r in
             Entry(changeID: Int64(r[0]!)!, table: r[1]!, operation: r[2]!, key: r[3]!, data: r[4], committedAt: r[5]!, txid: Int64(r[6]!)!)
