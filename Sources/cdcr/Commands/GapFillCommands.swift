@@ -141,10 +141,7 @@ struct ReplayCommand: ParsableCommand {
         }
         let t = report.total
         rows.append(["total", "\(t.inWindow)", "\(t.alreadyApplied)", "\(t.appliedNow)", "\(t.stale)", "\(t.failed)"])
-        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
-        var lines = ([header] + rows).map { row in
-            row.enumerated().map { i, cell in i == 0 ? cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - cell.count) + cell }.joined(separator: "  ")
-        }
+        var lines = textTable([header] + rows, leftAligned: [0])
         if dryRun { lines.append("dry run: nothing was applied") }
         return lines.joined(separator: "\n")
     }

@@ -59,10 +59,7 @@ struct LagCommand: ParsableCommand {
             [p.topic, "\(p.partition)", p.committed >= 0 ? "\(p.committed)" : "-", "\(p.end)", "\(p.lag)",
              p.lagSeconds.map { String(format: "%.1f", $0) } ?? "?", p.status.rawValue]
         }
-        let widths = header.indices.map { i in ([header] + rows).map { $0[i].count }.max()! }
-        var lines = ([header] + rows).map { row in
-            row.enumerated().map { i, c in i == 0 || i == 6 ? c.padding(toLength: widths[i], withPad: " ", startingAt: 0) : String(repeating: " ", count: widths[i] - c.count) + c }.joined(separator: "  ")
-        }
+        var lines = textTable([header] + rows, leftAligned: [0, 6])
         let worst = r.worst.map { "\($0.topic)/\($0.partition) (\($0.lag), \($0.status.rawValue))" } ?? "-"
         lines.append("group \(r.group): \(r.status.rawValue)   total lag \(r.totalLag)   worst \(worst)")
         return lines.joined(separator: "\n")
