@@ -53,23 +53,14 @@ public enum AdminServer {
             let targetOK = await targetReachable(settings.targetURL)
             let partitions = health.assignedPartitions
             let ready = targetOK && partitions > 0
-            let body = "{\"ready\":\(ready),\"target\":\(targetOK),\"assigned_partitions\":\(partitions)}\n"
-            return Response(status: ready ? .ok : .serviceUnavailable, headers: [.contentType: "application/json"],
-                            body: .init(byteBuffer: ByteBuffer(string: body)))
+            return jsonResponse(ready ? .ok : .serviceUnavailable, "{\"ready\":\(ready),\"target\":\(targetOK),\"assigned_partitions\":\(partitions)}")
         }
         router.get("/lag") { _, _ -> Response in
             do {
-                let json = try await BlockingExecutor.run(name: "cdcr-admin-lag") {
-                    let monitor = try LagMonitor(settings: settings, windowSeconds: 300)
-                    defer { monitor.close() }
-                    let report = try monitor.sample()
-                    CDCRMetrics.recordLag(report)
-                    return report.json
-                }
-                return Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: json + "\n")))
+                let json = try await BlockingExecutor.run(name: "cdcr-admin-lag") { try LagMonitor.sampleOnce(settings: settings).json }
+                return jsonResponse(.ok, json)
             } catch {
-                return Response(status: .serviceUnavailable, headers: [.contentType: "application/json"],
-                                body: .init(byteBuffer: ByteBuffer(string: "{\"error\":\(JSONValue.string("\(error)").serialized)}\n")))
+                return jsonResponse(.serviceUnavailable, "{\"error\":\(JSONValue.string("\(error)").serialized)}")
             }
         }
         let jobs = ReplayJobs(settings: settings, logger: logger)

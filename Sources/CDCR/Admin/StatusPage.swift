@@ -9,10 +9,7 @@ enum StatusPage {
     static let unavailable = page(body: "<p class=err>status unavailable: the broker or the target did not answer</p>")
 
     static func render(settings: Settings, health: HealthState, jobs: ReplayJobs) throws -> String {
-        let monitor = try LagMonitor(settings: settings, windowSeconds: 300)
-        defer { monitor.close() }
-        let report = try monitor.sample()
-        CDCRMetrics.recordLag(report)
+        let report = try LagMonitor.sampleOnce(settings: settings)
         var history: [(Double, Double)] = []
         var gapFill: [String?]?
         if let url = settings.targetURL {

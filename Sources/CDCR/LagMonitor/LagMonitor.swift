@@ -73,6 +73,16 @@ public final class LagMonitor {
         store?.close()
     }
 
+    /// One sample from a monitor opened for it (the admin server's `/lag` and status page), also
+    /// fed to the lag metrics.
+    public static func sampleOnce(settings: Settings) throws -> LagReport {
+        let monitor = try LagMonitor(settings: settings, windowSeconds: 300)
+        defer { monitor.close() }
+        let report = try monitor.sample()
+        CDCRMetrics.recordLag(report)
+        return report
+    }
+
     public func sample() throws -> LagReport {
         var tps: [TopicPartition] = []
         for topic in settings.topics {
