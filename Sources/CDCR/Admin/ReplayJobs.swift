@@ -41,9 +41,7 @@ public final class ReplayJobs: Sendable {
 
     /// Validates the request and starts the job; returns its id.
     public func start(from: String, to: String, tables: [String], dryRun: Bool) throws(ReplayRefused) -> String {
-        guard CivilTime.parseInstant(from) != nil else { throw ReplayRefused(description: "from '\(from)' is not an ISO-8601 time") }
-        guard CivilTime.parseInstant(to) != nil else { throw ReplayRefused(description: "to '\(to)' is not an ISO-8601 time") }
-        guard settings.sourceURL != nil else { throw ReplayRefused(description: "no source database configured (--source / CDCR_SOURCE_URL)") }
+        _ = try ReplayRun.window(settings: settings, from: from, to: to)
         let id = UUID().uuidString.lowercased()
         jobs.withLock { $0[id] = Job(id: id, from: from, to: to, tables: tables, dryRun: dryRun) }
         let (settings, logger) = (self.settings, self.logger)

@@ -46,13 +46,10 @@ public enum ReplayRun {
         settings: Settings, logger: Logger, from: String, to: String, tables: [TableName], dryRun: Bool,
         progress: @escaping (_ done: Int, _ total: Int) -> Void = { _, _ in }
     ) throws -> ReplayReport {
-        guard let sourceURL = settings.sourceURL else { throw ReplayRefused(description: "no source database configured (--source / CDCR_SOURCE_URL)") }
-        guard let targetURL = settings.targetURL else { throw ReplayRefused(description: "no target database configured (--target / CDCR_TARGET_URL)") }
-        guard let fromMicros = CivilTime.parseInstant(from) else { throw ReplayRefused(description: "from '\(from)' is not an ISO-8601 time") }
-        guard let toMicros = CivilTime.parseInstant(to) else { throw ReplayRefused(description: "to '\(to)' is not an ISO-8601 time") }
-        let source = try PGConnection.connect(sourceURL)
+        let (fromMicros, toMicros) = try window(settings: settings, from: from, to: to)
+        let source = try PGConnection.connect(settings.sourceURL!)
         defer { source.close() }
-        let target = try TargetConnection.open(targetURL, applicationName: "cdcr-replay")
+        let target = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-replay")
         defer { target.close() }
         try BookkeepingSchema.install(on: target)
         let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
@@ -63,6 +60,18 @@ public enum ReplayRun {
         var total = 0
         return try replayer.run(from: window.0, to: window.1, tables: tables, dryRun: dryRun,
                                 total: { total = $0; progress(0, $0) }) { progress($0, total) }
+    }
+}
+
+extension ReplayRun {
+    /// The window's bounds in microseconds; refuses a missing database or a malformed time before
+    /// anything runs (the admin API calls it to answer 400 at once).
+    public static func window(settings: Settings, from: String, to: String) throws(ReplayRefused) -> (from: Int64, to: Int64) {
+        guard settings.sourceURL != nil else { throw ReplayRefused(description: "no source database configured (--source / CDCR_SOURCE_URL)") }
+        guard settings.targetURL != nil else { throw ReplayRefused(description: "no target database configured (--target / CDCR_TARGET_URL)") }
+        guard let fromMicros = CivilTime.parseInstant(from) else { throw ReplayRefused(description: "from '\(from)' is not an ISO-8601 time") }
+        guard let toMicros = CivilTime.parseInstant(to) else { throw ReplayRefused(description: "to '\(to)' is not an ISO-8601 time") }
+        return (fromMicros, toMicros)
     }
 }
 
