@@ -148,6 +148,16 @@ public final class KafkaConsumer: @unchecked Sendable {
         try KafkaMetadata.watermarks(try rkHandle(), tp, timeoutMs: timeoutMs)
     }
 
+    /// The low watermark (log start offset) librdkafka last learned from the broker, without asking
+    /// it; nil when it has none yet.
+    public func cachedLowWatermark(_ tp: TopicPartition) -> Int64? {
+        guard let rk = try? rkHandle() else { return nil }
+        var low: Int64 = -1
+        var high: Int64 = -1
+        guard rd_kafka_get_watermark_offsets(rk, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, low >= 0 else { return nil }
+        return low
+    }
+
     /// End offsets (high watermarks) of many partitions in one ListOffsets round trip.
     public func endOffsets(_ partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws(KafkaError) -> [TopicPartition: Int64] {
         try KafkaMetadata.endOffsets(try rkHandle(), partitions, timeoutMs: timeoutMs)

@@ -15,6 +15,7 @@ public enum CDCRMetrics {
         "cdcr_batch_events": "Events per applied batch.",
         "cdcr_apply_latency_seconds": "Source change time to applied in the target, per applied event.",
         "cdcr_retries_total": "Retried transient failures by reason.",
+        "cdcr_kafka_lost_messages_total": "Messages Kafka deleted (retention) before the applier read them, per partition: their changes need a replay.",
         "cdcr_gap_fill_changes_total": "Changes replayed by the scheduled gap filler, by outcome.",
         "cdcr_gap_fill_last_success_timestamp_seconds": "Unix time of the last successful gap fill pass.",
         "cdcr_consumer_lag_messages": "Consumer group lag in messages per partition.",
@@ -86,6 +87,10 @@ public enum CDCRMetrics {
 
     static func recordRetry(_ reason: String) {
         counter("cdcr_retries_total", [("reason", reason)]).increment()
+    }
+
+    static func recordLostToRetention(topic: String, partition: Int32, messages: Int) {
+        counter("cdcr_kafka_lost_messages_total", [("topic", topic), ("partition", String(partition))]).increment(by: Int64(messages))
     }
 
     static func recordGapFill(_ counts: ReplayCounts) {

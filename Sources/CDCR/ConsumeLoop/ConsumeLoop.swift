@@ -38,6 +38,9 @@ public final class ConsumeLoop {
     private var uncommitted: [TopicPartition: Int64] = [:]
     private var rebalanceError: (any Error)?
     public private(set) var counts = OutcomeCounts()
+    /// Messages Kafka deleted before this process read them (see `RetentionWatch`).
+    public private(set) var lostToRetention = 0
+    private var retention = RetentionWatch()
     /// When the first message arrived; the active period ends when `run` returns.
     private var firstMessageAt: ContinuousClock.Instant?
 
@@ -112,7 +115,7 @@ public final class ConsumeLoop {
     }
 
     private var summary: RunSummary {
-        RunSummary(counts: counts, activeSeconds: firstMessageAt.map { (ContinuousClock.now - $0).seconds } ?? 0)
+        RunSummary(counts: counts, activeSeconds: firstMessageAt.map { (ContinuousClock.now - $0).seconds } ?? 0, lostToRetention: lostToRetention)
     }
 
     /// Polls until the batch is full or its time is up. Returns whether any message arrived.
@@ -138,6 +141,8 @@ public final class ConsumeLoop {
                     continue
                 }
                 pending.append(message)
+                let tp = TopicPartition(topic: message.topic, partition: message.partition)
+                if let skipped = retention.read(tp, offset: message.offset) { checkRetention(skipped, before: message, tp, consumer) }
                 gotAny = true
                 if firstMessageAt == nil { firstMessageAt = .now }
                 if stopWhenCaughtUp { lastMessageAt = .now }
@@ -149,6 +154,27 @@ public final class ConsumeLoop {
             }
         }
         return gotAny
+    }
+
+    /// Offsets of `tp` were skipped before `message`: normal for compaction and transaction markers,
+    /// a loss when the log no longer starts before them. librdkafka's cached log start proves a loss
+    /// without a round trip; otherwise the broker is asked, except for a single skipped offset (the
+    /// pattern of a transaction marker, asked about at every transaction otherwise).
+    private func checkRetention(_ skipped: Range<Int64>, before message: KafkaMessage, _ tp: TopicPartition, _ consumer: KafkaConsumer) {
+        var logStart = consumer.cachedLowWatermark(tp) ?? -1
+        if logStart <= skipped.lowerBound, skipped.count > 1, let asked = try? consumer.watermarks(tp, timeoutMs: 5_000).low { logStart = asked }
+        guard let lost = RetentionWatch.lost(skipped, logStart: logStart) else { return }
+        lostToRetention += lost.count
+        CDCRMetrics.recordLostToRetention(topic: tp.topic, partition: tp.partition, messages: lost.count)
+        var metadata: Logger.Metadata = [
+            "partition": "\(tp)", "lost_offsets": "\(lost.lowerBound)..<\(lost.upperBound)", "messages": "\(lost.count)",
+        ]
+        if let ms = message.timestampMillis { metadata["first_retained_at"] = "\(CivilTime.timestampString(micros: ms * 1_000))Z" }
+        logger.error("""
+            Kafka deleted messages before cdcr read them (topic retention): their changes never reached the target. \
+            Replay them from the source change log: the scheduled gap filler covers them if its window reaches back \
+            far enough, else run `cdcr replay --from <when this partition was last applied> --to <first_retained_at>`.
+            """, metadata: metadata)
     }
 
     /// Deletes ledger entries and tombstones older than the retention, in bounded chunks, between
@@ -362,6 +388,10 @@ public final class ConsumeLoop {
         switch event {
         case let .assigned(parts):
             logger.info("partitions assigned", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
+            // Where each partition should resume, to notice if Kafka no longer has it (best effort:
+            // without an answer the partition is simply not watched until it is assigned again).
+            let resume = (try? consumer?.committed(parts)) ?? [:]
+            for p in parts { retention.expect(p, at: committed[p] ?? resume[p] ?? -1) }
             health?.setAssigned((try? consumer?.assignment().count) ?? parts.count)
         case let .revoking(parts):
             logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
@@ -375,6 +405,7 @@ public final class ConsumeLoop {
             for p in parts {
                 committed[p] = nil
                 uncommitted[p] = nil
+                retention.forget(p)
             }
             health?.setAssigned(0)
         }
@@ -418,9 +449,14 @@ public struct RunSummary: Sendable {
     public let counts: OutcomeCounts
     /// Seconds from the first consumed message to the end of the run (excludes start-up and group join).
     public let activeSeconds: Double
+    /// Messages Kafka had deleted before they were read (their changes need a replay).
+    public var lostToRetention = 0
 
-    /// The counts JSON with `active_seconds` added, printed by `run --stop-when-caught-up`.
-    public var json: String { String(counts.json.dropLast()) + ",\"active_seconds\":\(activeSeconds)}" }
+    /// The counts JSON with `active_seconds` and `lost_to_retention` added, printed by
+    /// `run --stop-when-caught-up`.
+    public var json: String {
+        String(counts.json.dropLast()) + ",\"active_seconds\":\(activeSeconds),\"lost_to_retention\":\(lostToRetention)}"
+    }
 }
 
 extension Duration {
