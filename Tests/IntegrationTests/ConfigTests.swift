@@ -13,6 +13,7 @@ struct ConfigTests {
         #expect(fromFile.group == "cdcr" && fromFile.tables?.count == 2 && fromFile.batchMaxEvents == 20_000)
         #expect(fromFile.targetTable(for: TableName(parsing: "legacy.orders")) == TableName(parsing: "public.orders"))
         #expect(fromFile.kafkaProperties.contains { $0 == ("session.timeout.ms", "30000") })
+        #expect(fromFile.effectiveChangeLogRetentionDays == 7)
 
         let env = ["CDCR_GROUP": "from-env", "CDCR_TOPICS": "a, b", "CDCR_BROKERS": "env:9092"]
         var flags = SettingsOverrides()
@@ -27,6 +28,7 @@ struct ConfigTests {
         (["CDCR_BATCH_MAX_EVENTS": "lots"], "CDCR_BATCH_MAX_EVENTS"),
         (["CDCR_BATCH_MAX_EVENTS": "0"], "--batch-max-events"),
         (["CDCR_ON_POISON": "ignore"], "CDCR_ON_POISON"),
+        (["CDCR_CHANGE_LOG_RETENTION_DAYS": "-1"], "change_log_retention_days"),
     ])
     func badEnvironment(_ env: [String: String], _ named: String) {
         #expect {

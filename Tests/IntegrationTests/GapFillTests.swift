@@ -167,6 +167,29 @@ struct GapFillTests {
         #expect(try empty.chunk(after: empty.start, limit: 7, on: src).isEmpty)
     }
 
+    @Test("the change log is pruned past its retention, never ahead of a relay")
+    func changeLogPrune() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let (source, _, src) = try pg.sourceAndTarget(capturing: ["public.orders"])
+        for id in 1...30 { try src.query("INSERT INTO public.orders (id, status) VALUES ($1, 'x')", [String(id)]) }  // one transaction each
+        let ids = try src.query("SELECT change_id, txid FROM cdcr.change_log ORDER BY change_id").rows.map { (Int64($0[0]!)!, $0[1]!) }
+        try #require(ids.count == 30)
+        try src.query("UPDATE cdcr.change_log SET committed_at = now() - interval '10 days' WHERE change_id <= $1", [String(ids[19].0)])
+        // A relay has published the transactions below the 11th change's: only those may go.
+        try src.query("INSERT INTO cdcr.relay_position (topic, txid_horizon) VALUES ('t', $1)", [ids[10].1])
+
+        let run = try CDCRProcess.run(["source", "prune", "--source", source])
+        #expect(run.status == 0 && run.stdout.contains("pruned 10 change-log rows older than 7 days"), "\(run.stdout)\(run.stderr)")
+        #expect(try src.query("SELECT min(change_id) FROM cdcr.change_log").scalar == String(ids[10].0))
+        // No relay any more: the rest of the old rows go too, in chunks; the recent ones stay.
+        try src.query("DELETE FROM cdcr.relay_position")
+        #expect(try SourceChangeLog.prune(on: src, olderThanDays: 7, chunk: 3) == 10)
+        #expect(try Expect.count(src, "SELECT count(*) FROM cdcr.change_log") == 10)
+        // A retention shorter than the ledger's would starve replays: refused, naming the setting.
+        let short = try CDCRProcess.run(["source", "prune", "--source", source], env: ["CDCR_CHANGE_LOG_RETENTION_DAYS": "3"])
+        #expect(short.status != 0 && short.stderr.contains("change_log_retention_days"), "\(short.stderr)")
+    }
+
     @Test("change_id grows in commit order for each row, under concurrent writers")
     func changeIDOrderUnderConcurrency() throws {
         let pg = try TestPostgres.sharedCluster()
@@ -264,6 +287,11 @@ struct ScheduledGapFillTests {
         let kafka = try TestKafka()
         let (source, target, src) = try pg.sourceAndTarget(capturing: ["public.orders"])
         try kafka.createTopic("quiet")
+        // A change older than the retention: the gap filler prunes it after its first pass.
+        try src.query("""
+            INSERT INTO cdcr.change_log (table_name, operation, key, data, committed_at)
+            VALUES ('public.orders', 'INSERT', '{"id": 5}', '{"id": 5}', now() - interval '30 days')
+            """)
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "quiet", "--group", "quiet", "--source", source,
                                              "--target", target, "--gap-fill-interval", "1", "--gap-fill-window", "2",
                                              "--gap-fill-settle", "1", "--kafka-property", "log_level=3"])
@@ -278,6 +306,8 @@ struct ScheduledGapFillTests {
         applier.signal(SIGTERM)
         #expect(applier.wait(timeout: .seconds(30)) == 0)
         #expect(found, "\(applier.stderr.suffix(3000))")
+        #expect(try Expect.count(src, "SELECT count(*) FROM cdcr.change_log WHERE key->>'id' = '5'") == 0, "\(applier.stderr.suffix(3000))")
+        #expect(applier.stderr.contains("pruned the source change log"))
         #expect(try Expect.count(src, "SELECT count(*) FROM cdcr.change_log WHERE key->>'id' = '999' AND committed_at < now() - interval '5 seconds'") == 1,
                 "the change's committed_at is its write time, long before the commit")
     }

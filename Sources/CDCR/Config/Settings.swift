@@ -33,6 +33,11 @@ public struct Settings: Sendable {
     public var applyTruncate = false
     /// How long ledger entries and row-version tombstones are kept (see docs/GUARANTEES.md).
     public var ledgerRetentionDays = 7
+    /// How long the source change log keeps its rows; nil means as long as the ledger, 0 forever.
+    /// Replays are refused beyond the ledger retention, so older rows serve no cdcr reader.
+    public var changeLogRetentionDays: Int?
+    /// Days of the source change log the gap filler keeps when it prunes (0: it never prunes).
+    public var effectiveChangeLogRetentionDays: Int { changeLogRetentionDays ?? ledgerRetentionDays }
     /// Cap of the exponential backoff between retries of a transient failure.
     public var retryMaxBackoffMs = 30_000
     public var logLevel = "info"

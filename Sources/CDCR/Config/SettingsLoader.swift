@@ -91,6 +91,7 @@ public enum SettingsLoader {
                 guard case let .bool(b) = value else { throw ConfigError(where_, "must be true or false") }
                 s.applyTruncate = b
             case "ledger_retention_days": s.ledgerRetentionDays = try int(value, where_)
+            case "change_log_retention_days": s.changeLogRetentionDays = try int(value, where_)
             case "retry_max_backoff_ms": s.retryMaxBackoffMs = try int(value, where_)
             case "log_level": s.logLevel = try string(value, where_)
             case "admin":
@@ -147,6 +148,7 @@ public enum SettingsLoader {
         if let v = env["CDCR_FORMAT"] { s.format = try choice(v, "CDCR_FORMAT") }
         if let v = env["CDCR_ON_POISON"] { s.onPoison = try choice(v, "CDCR_ON_POISON") }
         if let v = env["CDCR_DLQ_TOPIC"] { s.dlqTopic = v }
+        if let v = env["CDCR_CHANGE_LOG_RETENTION_DAYS"] { s.changeLogRetentionDays = try int(.string(v), "CDCR_CHANGE_LOG_RETENTION_DAYS") }
         if let v = env["CDCR_BATCH_MAX_EVENTS"] { s.batchMaxEvents = try int(.string(v), "CDCR_BATCH_MAX_EVENTS") }
         if let v = env["CDCR_BATCH_MAX_WAIT_MS"] { s.batchMaxWaitMs = try int(.string(v), "CDCR_BATCH_MAX_WAIT_MS") }
         if let v = env["CDCR_LOG_LEVEL"] { s.logLevel = v }
@@ -193,6 +195,10 @@ public enum SettingsLoader {
             throw ConfigError("batch.max_wait_ms (--batch-max-wait-ms, CDCR_BATCH_MAX_WAIT_MS)", "must be between 1 and 600000, got \(s.batchMaxWaitMs)")
         }
         if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
+        if let days = s.changeLogRetentionDays, days != 0, days < s.ledgerRetentionDays {
+            throw ConfigError("change_log_retention_days (CDCR_CHANGE_LOG_RETENTION_DAYS)",
+                              "must be 0 (keep forever) or at least ledger_retention_days (\(s.ledgerRetentionDays)), got \(days): replays within the ledger retention need the source's changes")
+        }
         if !s.admin.isLoopback && (s.admin.token ?? "").isEmpty {
             throw ConfigError("admin.listen (--admin-listen, CDCR_ADMIN_LISTEN)",
                               "listening on \(s.admin.host) without admin.token (CDCR_ADMIN_TOKEN) would expose the admin API; set a token or listen on 127.0.0.1")

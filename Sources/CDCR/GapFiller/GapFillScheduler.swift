@@ -29,6 +29,7 @@ public final class GapFillScheduler {
         let g = settings.gapFill
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         var conns: (PGConnection, PGConnection)?
+        var lastPrune: ContinuousClock.Instant?
         logger.info("gap filler started", metadata: ["interval_s": "\(g.intervalSeconds)", "window_s": "\(g.windowSeconds)", "settle_s": "\(g.settleSeconds)"])
         while !stop.isStopped {
             do {
@@ -40,6 +41,10 @@ public final class GapFillScheduler {
                 let (source, target) = conns!
                 try pass(source: source, target: target)
                 backoff.reset()
+                if lastPrune.map({ ContinuousClock.now - $0 > .seconds(3_600) }) ?? true {
+                    lastPrune = .now
+                    pruneChangeLog(source)
+                }
                 stop.sleep(ms: g.intervalSeconds * 1000)
             } catch {
                 guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
@@ -48,6 +53,19 @@ public final class GapFillScheduler {
                 conns = nil
                 stop.sleep(ms: backoff.next())
             }
+        }
+    }
+
+    /// Hourly, after a pass: the source change log would otherwise grow forever. A failure is logged
+    /// and tried again an hour later; it never stops gap filling.
+    private func pruneChangeLog(_ source: PGConnection) {
+        let days = settings.effectiveChangeLogRetentionDays
+        guard days > 0 else { return }
+        do {
+            let n = try SourceChangeLog.prune(on: source, olderThanDays: days)
+            if n > 0 { logger.info("pruned the source change log", metadata: ["rows": "\(n)", "older_than_days": "\(days)"]) }
+        } catch {
+            logger.warning("pruning the source change log failed; will try again", metadata: ["error": "\(error)"])
         }
     }
 

@@ -98,6 +98,28 @@ public enum SourceChangeLog {
         }
     }
 
+    /// Deletes the rows older than `days` (by the source's clock) that every relay has published, in
+    /// chunks of `chunk` rows so no statement holds its locks long. Returns how many went. Nothing
+    /// older than the ledger retention can be replayed (replays are refused there), so by default
+    /// the gap filler keeps exactly that much; see `Settings.changeLogRetentionDays`.
+    @discardableResult
+    public static func prune(on conn: PGConnection, olderThanDays days: Int, chunk: Int = 10_000) throws -> Int {
+        var total = 0
+        while true {
+            // A relay publishes by transaction horizon: rows of transactions below every relay's
+            // horizon are out; with no relay recorded, none holds anything back.
+            let n = try conn.query("""
+                DELETE FROM cdcr.change_log WHERE change_id IN (
+                    SELECT change_id FROM cdcr.change_log
+                    WHERE committed_at < now() - make_interval(days => $1::int)
+                      AND txid < coalesce((SELECT min(txid_horizon) FROM cdcr.relay_position), 9223372036854775807)
+                    ORDER BY committed_at LIMIT $2::int)
+                """, [String(days), String(chunk)]).affected
+            total += n
+            if n < chunk { return total }
+        }
+    }
+
     /// The oldest transaction id still running on the source: every transaction below it has ended,
     /// so every change it wrote is visible now.
     public static func txidHorizon(on conn: PGConnection) throws -> Int64 {

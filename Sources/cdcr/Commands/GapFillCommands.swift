@@ -9,7 +9,7 @@ struct SourceCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "source",
         abstract: "Manage the change log in the source database.",
-        subcommands: [Install.self, Uninstall.self]
+        subcommands: [Install.self, Uninstall.self, Prune.self]
     )
 
     struct Install: ParsableCommand {
@@ -27,6 +27,34 @@ struct SourceCommand: ParsableCommand {
                 let conn = try PGConnection.connect(url)
                 let installed = try SourceChangeLog.install(on: conn, tables: names)
                 print("change log installed; capturing \(installed.map(\.name.description).joined(separator: ", "))")
+            } catch {
+                fail("\(error)")
+            }
+        }
+    }
+
+    struct Prune: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Delete change-log rows older than the retention that every relay has published.",
+            discussion: "cdcr run prunes hourly when it gap-fills; this is for sources read only by relay and replay.")
+        @OptionGroup var global: GlobalOptions
+        @Option(help: "Keep this many days (default: change_log_retention_days, else ledger_retention_days).")
+        var olderThanDays: Int?
+
+        func run() throws {
+            let settings = try global.settings()
+            guard let url = settings.sourceURL else { throw ValidationError("--source (or CDCR_SOURCE_URL) is required") }
+            let days = olderThanDays ?? settings.effectiveChangeLogRetentionDays
+            if days == 0 {
+                print("change_log_retention_days is 0: the change log is kept forever (pass --older-than-days to prune anyway)")
+                return
+            }
+            guard days >= settings.ledgerRetentionDays else {
+                throw ValidationError("--older-than-days must be at least ledger_retention_days (\(settings.ledgerRetentionDays)): replays within it need those changes")
+            }
+            do {
+                let n = try SourceChangeLog.prune(on: try PGConnection.connect(url), olderThanDays: days)
+                print("pruned \(n) change-log rows older than \(days) days")
             } catch {
                 fail("\(error)")
             }
