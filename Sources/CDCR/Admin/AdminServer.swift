@@ -40,7 +40,10 @@ public final class HealthState: Sendable {
 /// Listens on loopback by default; any other address needs `admin.token`, which mutating endpoints
 /// require as a bearer token.
 public enum AdminServer {
-    public static func make(settings: Settings, registry: PrometheusCollectorRegistry, health: HealthState, logger: Logger) -> some Service {
+    /// A `/lag` or status-page answer may reuse a lag sample up to this old.
+    static let lagMaxAge = Duration.seconds(2)
+
+    public static func make(settings: Settings, registry: PrometheusCollectorRegistry, health: HealthState, lag: LagSampler, logger: Logger) -> some Service {
         let router = Router()
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/metrics") { _, _ -> Response in
@@ -57,7 +60,7 @@ public enum AdminServer {
         }
         router.get("/lag") { _, _ -> Response in
             do {
-                let json = try await BlockingExecutor.run(name: "cdcr-admin-lag") { try LagMonitor.sampleOnce(settings: settings).json }
+                let json = try await BlockingExecutor.run(name: "cdcr-admin-lag") { try lag.report(maxAge: lagMaxAge).json }
                 return jsonResponse(.ok, json)
             } catch {
                 return jsonResponse(.serviceUnavailable, "{\"error\":\(JSONValue.string("\(error)").serialized)}")
@@ -66,7 +69,7 @@ public enum AdminServer {
         let jobs = ReplayJobs(settings: settings, logger: logger)
         router.get("/") { _, _ -> Response in
             let page = (try? await BlockingExecutor.run(name: "cdcr-admin-status") {
-                try StatusPage.render(settings: settings, health: health, jobs: jobs)
+                try StatusPage.render(settings: settings, report: lag.report(maxAge: lagMaxAge), health: health, jobs: jobs)
             }) ?? StatusPage.unavailable
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
         }

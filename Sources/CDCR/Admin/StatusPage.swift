@@ -8,8 +8,7 @@ import Foundation
 enum StatusPage {
     static let unavailable = page(body: "<p class=err>status unavailable: the broker or the target did not answer</p>")
 
-    static func render(settings: Settings, health: HealthState, jobs: ReplayJobs) throws -> String {
-        let report = try LagMonitor.sampleOnce(settings: settings)
+    static func render(settings: Settings, report: LagReport, health: HealthState, jobs: ReplayJobs) throws -> String {
         var history: [(Double, Double)] = []
         var gapFill: [String?]?
         if let url = settings.targetURL {

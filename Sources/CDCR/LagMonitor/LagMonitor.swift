@@ -4,6 +4,7 @@ import CDCPostgres
 import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Lag of one partition of the group.
 public struct PartitionLag: Sendable {
@@ -73,16 +74,6 @@ public final class LagMonitor {
         store?.close()
     }
 
-    /// One sample from a monitor opened for it (the admin server's `/lag` and status page), also
-    /// fed to the lag metrics.
-    public static func sampleOnce(settings: Settings) throws -> LagReport {
-        let monitor = try LagMonitor(settings: settings, windowSeconds: 300)
-        defer { monitor.close() }
-        let report = try monitor.sample()
-        CDCRMetrics.recordLag(report)
-        return report
-    }
-
     public func sample() throws -> LagReport {
         var tps: [TopicPartition] = []
         for topic in settings.topics {
@@ -129,37 +120,80 @@ public final class LagMonitor {
     }
 }
 
+/// The one lag monitor of `cdcr run`, shared by the periodic sampler, `GET /lag` and the status
+/// page: its Kafka clients and target connection are opened once (and again only after a failure),
+/// samples are taken one at a time, and a caller content with a sample up to `maxAge` old gets the
+/// last one again, so polling `/lag` hard neither opens clients per request nor loads the brokers.
+public final class LagSampler: Sendable {
+    private let settings: Settings
+    private let state = Mutex<(monitor: UncheckedSendable<LagMonitor>?, last: (at: ContinuousClock.Instant, report: LagReport)?)>((nil, nil))
+
+    public init(settings: Settings) {
+        self.settings = settings
+    }
+
+    /// The group's lag, sampled now unless a sample at most `maxAge` old exists; every new sample
+    /// also updates the lag metrics. Blocks (network and database): call it off the cooperative pool.
+    public func report(maxAge: Duration = .zero) throws -> LagReport {
+        let settings = self.settings
+        return try state.withLock { s throws -> LagReport in
+            if let last = s.last, ContinuousClock.now - last.at <= maxAge { return last.report }
+            func sample() throws -> LagReport {
+                do {
+                    let monitor = try s.monitor?.value ?? LagMonitor(settings: settings, windowSeconds: 300)
+                    s.monitor = UncheckedSendable(monitor)
+                    let report = try monitor.sample()
+                    CDCRMetrics.recordLag(report)
+                    s.last = (.now, report)
+                    return report
+                } catch {
+                    s.monitor?.value.close()
+                    s.monitor = nil
+                    throw error
+                }
+            }
+            // A kept monitor's connections may have gone stale since (the target restarted, say):
+            // then it is replaced and the sample taken once more, with fresh ones.
+            let reused = s.monitor != nil
+            do { return try sample() } catch where reused { return try sample() }
+        }
+    }
+
+    public func close() {
+        state.withLock { s in
+            s.monitor?.value.close()
+            s.monitor = nil
+        }
+    }
+}
+
 /// Samples the group's lag every `interval` inside `cdcr run`, so the `cdcr_consumer_lag_*` gauges
 /// stay current for Prometheus and the status page's history fills in.
 public final class LagSamplerService: Service, Sendable {
-    private let settings: Settings
+    private let sampler: LagSampler
     private let logger: Logger
     private let intervalSeconds: Int
     private let stop = StopSignal()
 
-    public init(settings: Settings, logger: Logger, intervalSeconds: Int = 15) {
-        self.settings = settings
+    public init(sampler: LagSampler, logger: Logger, intervalSeconds: Int = 15) {
+        self.sampler = sampler
         self.logger = logger
         self.intervalSeconds = intervalSeconds
     }
 
     public func run() async throws {
-        let (settings, logger, stop, interval) = (self.settings, self.logger, self.stop, self.intervalSeconds)
+        let (sampler, logger, stop, interval) = (self.sampler, self.logger, self.stop, self.intervalSeconds)
         try await runBlockingService(name: "cdcr-lag-sampler", stop: stop) {
-            var monitor: LagMonitor?
             while !stop.isStopped {
                 do {
-                    if monitor == nil { monitor = try LagMonitor(settings: settings, windowSeconds: 300) }
-                    CDCRMetrics.recordLag(try monitor!.sample())
+                    _ = try sampler.report()
                 } catch {
                     // Lag is observability: a failed sample is logged and retried, never fatal.
                     logger.debug("lag sample failed", metadata: ["error": "\(error)"])
-                    monitor?.close()
-                    monitor = nil
                 }
                 stop.sleep(ms: interval * 1000)
             }
-            monitor?.close()
+            sampler.close()
         }
     }
 }

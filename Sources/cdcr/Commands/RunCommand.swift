@@ -75,8 +75,9 @@ struct RunCommand: AsyncParsableCommand {
             .init(service: applier, successTerminationBehavior: .gracefullyShutdownGroup),
         ]
         if !noAdmin {
-            services.append(.init(service: AdminServer.make(settings: settings, registry: registry, health: health, logger: logger)))
-            services.append(.init(service: LagSamplerService(settings: settings, logger: logger)))
+            let lag = LagSampler(settings: settings)
+            services.append(.init(service: AdminServer.make(settings: settings, registry: registry, health: health, lag: lag, logger: logger)))
+            services.append(.init(service: LagSamplerService(sampler: lag, logger: logger)))
         }
         if settings.sourceURL != nil && settings.gapFill.enabled && !noGapFill {
             services.append(.init(service: GapFillService(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
