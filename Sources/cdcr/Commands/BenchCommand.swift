@@ -97,6 +97,12 @@ struct ApplyBench: ParsableCommand {
         print("(a) end to end:      \(fmt(rateA)) events/s  (\(String(format: "%.2f", active)) s active, outcomes \(line))")
         // Where the CPU went (on a small machine (a) is CPU-bound): cdcr's threads, and the PostgreSQL
         // backends that served it (counted when they exit, i.e. when (a) disconnects).
+        // A backend exits a moment after its client: wait until (a)'s are gone, and reaped.
+        let gone = ContinuousClock.now + .seconds(10)
+        while try admin.query("SELECT count(*) FROM pg_stat_activity WHERE datname = 'cdcr_bench_a'").scalar != "0", ContinuousClock.now < gone {
+            Thread.sleep(forTimeInterval: 0.05)
+        }
+        Thread.sleep(forTimeInterval: 0.2)
         if let before = backendsBefore, let after = try Self.exitedBackendsCPU(admin) {
             let perEvent = { (s: Double) in String(format: "%.1f", s / Double(events) * 1e6) }
             print("(a) CPU: cdcr \(String(format: "%.2f", cpuA)) s (\(perEvent(cpuA)) µs/event), PostgreSQL backends \(String(format: "%.2f", after - before)) s (\(perEvent(after - before)) µs/event)")
