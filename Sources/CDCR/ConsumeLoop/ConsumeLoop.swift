@@ -135,9 +135,13 @@ public final class ConsumeLoop {
             let ms = Int32(clamping: max(1, min(slice, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)))
             do {
                 guard let message = try consumer.poll(timeoutMs: ms) else {
-                    // Draining a backlog to stop: 50 ms without a message means the end is reached,
-                    // so waiting out the batch window would only delay the exit.
-                    if stopWhenCaughtUp, !pending.isEmpty, ContinuousClock.now - lastMessageAt > .milliseconds(50) { break }
+                    // Draining a backlog to stop: after 50 ms without a message, flush at once if
+                    // the end is reached (waiting out the batch window would only delay the exit);
+                    // if the broker merely stalled mid-backlog, keep filling the batch.
+                    if stopWhenCaughtUp, !pending.isEmpty, ContinuousClock.now - lastMessageAt > .milliseconds(50) {
+                        if (try? readToEnd(consumer)) ?? true { break }
+                        lastMessageAt = .now
+                    }
                     continue
                 }
                 pending.append(message)
@@ -409,6 +413,21 @@ public final class ConsumeLoop {
             }
             health?.setAssigned(0)
         }
+    }
+
+    /// True when the messages read so far (committed, in flight and pending) reach every assigned
+    /// partition's end offset.
+    private func readToEnd(_ consumer: KafkaConsumer) throws -> Bool {
+        var position = committed.merging(uncommitted) { max($0, $1) }
+        for m in (inFlight?.batch ?? []) + pending {
+            let tp = TopicPartition(topic: m.topic, partition: m.partition)
+            position[tp] = max(position[tp] ?? -1, m.offset + 1)
+        }
+        let assigned = try consumer.assignment()
+        let unknown = assigned.filter { position[$0] == nil }
+        let fetched = unknown.isEmpty ? [:] : try consumer.committed(unknown)
+        let ends = try consumer.endOffsets(assigned)
+        return assigned.allSatisfy { tp in (position[tp] ?? fetched[tp] ?? -1) >= (ends[tp] ?? 0) || (ends[tp] ?? 0) == 0 }
     }
 
     /// True when every assigned partition is committed up to its end offset.
