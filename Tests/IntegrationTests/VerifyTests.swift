@@ -224,6 +224,43 @@ struct VerifyTests {
         #expect(try Expect.count(p.tgt, "SELECT count(*) FROM cdcr.repair_log") == p.planted.count, "a second repair changes nothing")
     }
 
+    @Test("drift beyond --max-differences: counted, not listed; an empty target costs no key fetch; repair goes in rounds")
+    func boundedListing() throws {
+        let p = try PlantedPair(try TestPostgres.sharedCluster())
+        try p.both("CREATE TABLE public.items (id bigint PRIMARY KEY, v text)")
+        try p.src.execute("INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(1, 3000) i")
+        let common = ["--table", "items", "--max-differences", "40"] + p.common
+
+        // An empty target: 3,000 missing rows, of which 40 are listed (the rest never leave the source).
+        let empty = try CDCRProcess.run(["verify", "--json"] + common)
+        #expect(empty.status == 2, "\(empty.stderr)")
+        let e = try #require(firstTable(try JSONParser.parse(empty.stdout)))
+        #expect(e["missing"]?.int64Value == 3000 && e["unlisted"]?.int64Value == 2960)
+        if case let .array(rows)? = e["rows"] { #expect(rows.count == 40) } else { Issue.record("no rows in \(empty.stdout.prefix(300))") }
+        #expect((e["rows_fetched"]?.int64Value ?? .max) <= 40, "keys fetched beyond the listing")
+
+        // Partial drift: 200 missing, 94 different (every 30th id from 210), 30 extra.
+        try p.tgt.execute("""
+            INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(201, 3000) i;
+            UPDATE public.items SET v = 'changed' WHERE id % 30 = 0;
+            INSERT INTO public.items SELECT i, 'extra' FROM generate_series(5001, 5030) i;
+            """)
+        let text = try CDCRProcess.run(["verify"] + common)
+        #expect(text.status == 2)
+        #expect(text.stdout.contains("200 missing, 30 extra, 94 different"), "\(text.stdout)")
+        #expect(text.stdout.contains("more not listed"), "\(text.stdout)")
+        let dry = try CDCRProcess.run(["repair"] + common)
+        #expect(dry.stdout.contains("would insert 200, would update 94, would delete 0, 30 extra rows kept"), "\(dry.stdout)")
+
+        // --execute repairs all of it, 40 rows a round, and logs each fix once.
+        let fixed = try CDCRProcess.run(["repair", "--execute", "--allow-delete", "--json"] + common)
+        #expect(fixed.status == 0, "\(fixed.stdout) \(fixed.stderr)")
+        let t = try #require(firstTable(try JSONParser.parse(fixed.stdout)))
+        #expect(t["inserted"]?.int64Value == 200 && t["updated"]?.int64Value == 94 && t["deleted"]?.int64Value == 30, "\(fixed.stdout)")
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM cdcr.repair_log") == 324)
+        #expect(try CDCRProcess.run(["verify"] + common).status == 0)
+    }
+
     @Test("a repaired row keeps its version: a late older change stays stale")
     func repairKeepsVersionGuard() throws {
         let pg = try TestPostgres.sharedCluster()

@@ -23,6 +23,8 @@ public struct RepairResult: Sendable {
     public var alreadyEqual = 0
     /// Fixes the target refused, with the reason.
     public var failed: [(key: String, reason: String)] = []
+    /// Differing rows never listed because a repair round made no progress (see `executeInRounds`).
+    public var notReached = 0
 
     public init(table: TableName) { self.table = table }
 
@@ -67,7 +69,39 @@ public final class Repairer {
             case .extra: if allowDelete { result.deleted += 1 } else { result.keptExtra += 1 }
             }
         }
+        result.inserted += diff.unlistedMissing
+        result.updated += diff.unlistedDifferent
+        if allowDelete { result.deleted += diff.unlistedExtra } else { result.keptExtra += diff.unlistedExtra }
         return result
+    }
+
+    /// Repairs `table` completely: verify, fix the listed differences, and while verify had to leave
+    /// some unlisted (`--max-differences`), verify and fix again — memory holds one round's keys at
+    /// a time. Stops when a round changes nothing (only refused rows or kept extra rows are left).
+    public func executeInRounds(_ table: TableName, verify: () throws -> TableDiff, progress: (String) -> Void = { _ in }) throws -> RepairResult {
+        var diff = try verify()
+        var total = RepairResult(table: diff.source)
+        var failed: [String: String] = [:]
+        while true {
+            progress("repairing \(diff.differences.count) of \(diff.differences.count + diff.unlisted) differing rows")
+            let round = try execute(diff)
+            total.inserted += round.inserted; total.updated += round.updated; total.deleted += round.deleted
+            total.alreadyEqual += round.alreadyEqual
+            total.keptExtra = round.keptExtra  // the same extra rows are listed again each round
+            for f in round.failed { failed[f.key] = f.reason }
+            guard diff.unlisted > 0 else { break }
+            guard round.changed > 0 else {
+                // The listing held only rows that stay (refused, or extra rows kept): the unlisted
+                // ones are out of reach until --max-differences (or --allow-delete) makes room.
+                let kept = allowDelete ? 0 : diff.unlistedExtra
+                total.keptExtra += kept
+                total.notReached = diff.unlisted - kept
+                break
+            }
+            diff = try verify()
+        }
+        total.failed = failed.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
+        return total
     }
 
     /// Applies the fixes of `diff` in batches. Throws only errors that stop the run (connection,
@@ -158,6 +192,7 @@ public final class Repairer {
         let table = pair.target
         var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.differences.count) differing rows\n"
         out += "-- Applying this by hand bypasses cdcr's ledger, version guard and repair log; prefer cdcr repair --execute.\n"
+        if diff.unlisted > 0 { out += "-- \(diff.unlisted) more differing rows are beyond --max-differences and not in this script.\n" }
         func literal(_ value: String?, _ column: String) -> String {
             guard let value else { return "NULL" }
             let type = table.columns[table.columnIndex(column)!].sqlType

@@ -10,8 +10,12 @@ public struct TableDiff: Sendable {
     public let keyNames: [String]
     public var sourceRows: Int64 = 0
     public var targetRows: Int64 = 0
-    /// Every differing key, with what differs, in key order of the canonical texts.
+    /// The differing keys listed, with what differs, in key order of the canonical texts: at most
+    /// `VerifyOptions.maxDifferences`; the rest are only counted in `unlisted…`.
     public var differences: [(key: KeyTexts, difference: RowDifference)] = []
+    /// Differences beyond the listing cap, counted but not kept (memory stays bounded however far
+    /// the tables drifted). Different rows among them are counted by row hash.
+    public var unlistedMissing = 0, unlistedExtra = 0, unlistedDifferent = 0
     /// Differences that went away when re-checked after `--settle` (changes in flight).
     public var settled = 0
     public var duration: Duration = .zero
@@ -20,10 +24,11 @@ public struct TableDiff: Sendable {
     public var rangesPerLevel: [Int] = []
     public var rowsFetched = 0
 
-    public var missing: Int { differences.count { if case .missing = $0.difference { true } else { false } } }
-    public var extra: Int { differences.count { if case .extra = $0.difference { true } else { false } } }
-    public var different: Int { differences.count { if case .different = $0.difference { true } else { false } } }
-    public var isConsistent: Bool { differences.isEmpty }
+    public var missing: Int { unlistedMissing + differences.count { if case .missing = $0.difference { true } else { false } } }
+    public var extra: Int { unlistedExtra + differences.count { if case .extra = $0.difference { true } else { false } } }
+    public var different: Int { unlistedDifferent + differences.count { if case .different = $0.difference { true } else { false } } }
+    public var unlisted: Int { unlistedMissing + unlistedExtra + unlistedDifferent }
+    public var isConsistent: Bool { differences.isEmpty && unlisted == 0 }
 
     /// `{"id":"7"}`: the key as a JSON object of canonical texts (reports, the repair log).
     public func keyJSON(_ key: KeyTexts) -> String { keyJSONObject(names: keyNames, key: key) }
@@ -50,6 +55,8 @@ public final class TableVerifier {
     let target: VerifySide
     let policy: DescentPolicy
     let comparator: RowComparator
+    /// Differing keys kept in memory at most; further ones are only counted.
+    let maxListed: Int
     let progress: (String) -> Void
     let logger: Logger
     /// Rows fetched per statement when comparing whole rows.
@@ -60,8 +67,10 @@ public final class TableVerifier {
     var rangesPerChecksum = 1_024
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
-                floatTolerance: Double?, logger: Logger = Logger(label: "cdcr.verify"), progress: @escaping (String) -> Void = { _ in }) {
+                floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, logger: Logger = Logger(label: "cdcr.verify"),
+                progress: @escaping (String) -> Void = { _ in }) {
         self.logger = logger
+        self.maxListed = maxListed
         self.pair = pair
         self.source = source
         self.target = target
@@ -110,6 +119,14 @@ public final class TableVerifier {
         trace("sampled \(ranges.count) ranges")
         var candidates: [KeyTexts] = []
         var missing: [KeyTexts] = [], extra: [KeyTexts] = []
+        // Past `maxListed` keys, differences are counted, not kept.
+        var listed = 0
+        func keep(_ keys: [KeyTexts], of total: Int, in list: inout [KeyTexts], unlisted: inout Int) {
+            let n = min(keys.count, max(0, maxListed - listed))
+            list += keys.prefix(n)
+            listed += n
+            unlisted += total - n
+        }
         var level = 0
         while !ranges.isEmpty {
             // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
@@ -131,14 +148,14 @@ public final class TableVerifier {
                 diff.targetRows = targetRows
             }
             diff.rangesPerLevel.append(ranges.count)
-            var leaves: [KeyRange] = [], onlySource: [KeyRange] = [], onlyTarget: [KeyRange] = []
+            var leaves: [KeyRange] = [], onlySource: [(KeyRange, Int64)] = [], onlyTarget: [(KeyRange, Int64)] = []
             var splitSource: [(KeyRange, Int64)] = [], splitTarget: [(KeyRange, Int64)] = []
             for (i, range) in ranges.enumerated() {
                 switch policy.verdict(source: cs[i], target: ct[i]) {
                 case .equal: break
                 case .compareRows: leaves.append(range)
-                case .onlyIn(.source): onlySource.append(range)
-                case .onlyIn(.target): onlyTarget.append(range)
+                case .onlyIn(.source): onlySource.append((range, cs[i].count))
+                case .onlyIn(.target): onlyTarget.append((range, ct[i].count))
                 case .split(sampleFrom: .source): splitSource.append((range, cs[i].count))
                 case .split(sampleFrom: .target): splitTarget.append((range, ct[i].count))
                 }
@@ -151,18 +168,21 @@ public final class TableVerifier {
                 let chunk = Array(slice)
                 let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
                 let found = differingKeys(source: hs, target: ht)
-                missing += found.missing
-                extra += found.extra
-                candidates += found.changed
+                keep(found.missing, of: found.missing.count, in: &missing, unlisted: &diff.unlistedMissing)
+                keep(found.extra, of: found.extra.count, in: &extra, unlisted: &diff.unlistedExtra)
+                keep(found.changed, of: found.changed.count, in: &candidates, unlisted: &diff.unlistedDifferent)
                 diff.rowsFetched += hs.count + ht.count
             }
             trace("leaves \(leaves.count)")
             let sourceOnly = onlySource.chunks(of: rangesPerFetch), targetOnly = onlyTarget.chunks(of: rangesPerFetch)
             for i in 0..<max(sourceOnly.count, targetOnly.count) {
                 let s = i < sourceOnly.count ? Array(sourceOnly[i]) : [], t = i < targetOnly.count ? Array(targetOnly[i]) : []
-                let (ks, kt) = try concurrently({ try source.keys(s) }, { try target.keys(t) })
-                missing += ks
-                extra += kt
+                // One-sided ranges can hold a whole table (an empty target): fetch only the keys
+                // that still fit the listing; the checksums already counted the rest.
+                let room = max(0, maxListed - listed)
+                let (ks, kt) = try concurrently({ try source.keys(s.map(\.0), limit: room) }, { try target.keys(t.map(\.0), limit: room) })
+                keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), in: &missing, unlisted: &diff.unlistedMissing)
+                keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), in: &extra, unlisted: &diff.unlistedExtra)
                 diff.rowsFetched += ks.count + kt.count
             }
 

@@ -11,6 +11,7 @@ extension VerifyReport {
             for note in t.notes { lines.append("  note: \(note)") }
             for (key, d) in t.differences.prefix(limit) { lines.append("  \(d.symbol) \(t.describe(key))\(d.columnsSuffix)") }
             if t.differences.count > limit { lines.append("  … and \(t.differences.count - limit) more (--limit, or --json for all)") }
+            if t.unlisted > 0 { lines.append("  … and \(t.unlistedNote)") }
         }
         lines.append("total: \(tables.count) table\(tables.count == 1 ? "" : "s"), \(missing) missing, \(extra) extra, \(different) different"
             + " (\(seconds(duration)) s)" + (isConsistent ? ": consistent" : ""))
@@ -28,7 +29,7 @@ extension VerifyReport {
             }
             return "{\"table\":\(JSONValue.string(t.source.description).serialized),\"target_table\":\(JSONValue.string(t.target.description).serialized),"
                 + "\"source_rows\":\(t.sourceRows),\"target_rows\":\(t.targetRows),\"missing\":\(t.missing),\"extra\":\(t.extra),\"different\":\(t.different),"
-                + "\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
+                + "\"unlisted\":\(t.unlisted),\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
                 + "\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
                 + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "],"
                 + "\"rows\":[" + rows.joined(separator: ",") + "]}"
@@ -51,6 +52,7 @@ extension VerifyReport {
             if !t.differences.isEmpty { out += "\n```diff\n" }
             for (key, d) in t.differences.prefix(limit) { out += "\(d.symbol) \(t.describe(key))\(d.columnsSuffix)\n" }
             if t.differences.count > limit { out += "… and \(t.differences.count - limit) more\n" }
+            if t.unlisted > 0 { out += "… and \(t.unlistedNote)\n" }
             if !t.differences.isEmpty { out += "```\n" }
         }
         return out
@@ -77,6 +79,7 @@ extension VerifyReport {
             out += "<h2>\(esc(t.source.description))</h2><pre>"
             for (key, d) in t.differences.prefix(limit) { out += esc("\(d.symbol) \(t.describe(key))\(d.columnsSuffix)") + "\n" }
             if t.differences.count > limit { out += "… and \(t.differences.count - limit) more\n" }
+            if t.unlisted > 0 { out += esc("… and \(t.unlistedNote)") + "\n" }
             out += "</pre>"
         }
         return out + "</body></html>\n"
@@ -84,6 +87,11 @@ extension VerifyReport {
 }
 
 extension TableDiff {
+    var unlistedNote: String {
+        "\(unlisted) more not listed (\(unlistedMissing) missing, \(unlistedExtra) extra, \(unlistedDifferent) different by row hash; "
+            + "beyond --max-differences: repair --execute fixes them in rounds)"
+    }
+
     var headline: String {
         "\(source)\(target == source ? "" : " → \(target)"): source \(sourceRows) rows, target \(targetRows) rows, "
             + "\(missing) missing, \(extra) extra, \(different) different"

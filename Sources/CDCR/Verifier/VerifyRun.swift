@@ -14,6 +14,10 @@ public struct VerifyOptions: Sendable {
     public var floatTolerance: Double?
     public var settleSeconds: Double = 0
     public var policy = DescentPolicy()
+    /// Differing rows listed (and repaired per round) at most; beyond, they are counted only, so
+    /// memory stays bounded however far the tables drifted.
+    public var maxDifferences = VerifyOptions.defaultMaxDifferences
+    public static let defaultMaxDifferences = 100_000
 
     public init() {}
 }
@@ -28,6 +32,7 @@ public struct VerifyReport: Sendable {
     public var missing: Int { tables.reduce(0) { $0 + $1.missing } }
     public var extra: Int { tables.reduce(0) { $0 + $1.extra } }
     public var different: Int { tables.reduce(0) { $0 + $1.different } }
+    public var unlisted: Int { tables.reduce(0) { $0 + $1.unlisted } }
     public var isConsistent: Bool { tables.allSatisfy(\.isConsistent) }
 }
 
@@ -93,7 +98,8 @@ public final class VerifyRun {
         let s = VerifySide(.source, conn: source, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         let t = VerifySide(.target, conn: target, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
-        let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance, logger: logger, progress: progress)
+        let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance,
+                                     maxListed: options.maxDifferences, logger: logger, progress: progress)
         return try verifier.run(settleSeconds: options.settleSeconds)
     }
 

@@ -186,11 +186,12 @@ public final class VerifySide: @unchecked Sendable {
         return out
     }
 
-    /// Every key in `ranges`.
-    public func keys(_ ranges: [KeyRange]) throws -> [KeyTexts] {
-        guard !ranges.isEmpty else { return [] }
+    /// The keys in `ranges`, at most `limit` of them (any ones).
+    public func keys(_ ranges: [KeyRange], limit: Int = .max) throws -> [KeyTexts] {
+        guard !ranges.isEmpty, limit > 0 else { return [] }
         let (sql, params) = overRanges(ranges, select: canonicalKeys)
-        return try conn.query(sql, params).rows.map { $0[1...].map { $0 ?? "" } }
+        let limited = limit == .max ? sql : "SELECT * FROM (\(sql)) k LIMIT \(limit)"
+        return try conn.query(limited, params).rows.map { $0[1...].map { $0 ?? "" } }
     }
 
     /// The rows of `keys` that exist (and match the predicate), as canonical texts of the compared columns.

@@ -20,6 +20,9 @@ struct CompareOptions: ParsableArguments {
     @Option(help: "Re-check differing rows after this many seconds, so changes in flight are not reported as drift.")
     var settle: Double?
 
+    @Option(help: "List at most this many differing rows per table (repair fixes them per round); further ones are counted only, so memory stays bounded.")
+    var maxDifferences: Int?
+
     @Option(help: ArgumentHelp("Rows per range compared row by row.", visibility: .hidden))
     var leafRows: Int64?
 
@@ -44,6 +47,10 @@ struct CompareOptions: ParsableArguments {
         if let t = o.floatTolerance, !(t >= 0 && t.isFinite) { throw ValidationError("--float-tolerance must be a number ≥ 0") }
         o.settleSeconds = settle ?? settings.verify.settleSeconds
         guard o.settleSeconds >= 0 && o.settleSeconds.isFinite else { throw ValidationError("--settle must be a number of seconds ≥ 0") }
+        if let maxDifferences {
+            guard maxDifferences >= 1 else { throw ValidationError("--max-differences must be at least 1") }
+            o.maxDifferences = maxDifferences
+        }
         if let leafRows {
             guard leafRows >= 1 else { throw ValidationError("--leaf-rows must be at least 1") }
             o.policy.leafRows = leafRows
@@ -162,8 +169,11 @@ struct RepairCommand: ParsableCommand {
                     print(try repairer.sql(diff), terminator: "")
                     results.append(repairer.dryRun(diff))
                 case .execute:
-                    progress.show("\(table): repairing \(diff.differences.count) rows")
-                    results.append(try repairer.execute(diff))
+                    var first: TableDiff? = diff
+                    results.append(try repairer.executeInRounds(table, verify: {
+                        defer { first = nil }
+                        return try first ?? run.verify(table) { progress.show("\(table): \($0)") }
+                    }, progress: { progress.show("\(table): \($0)") }))
                     progress.clear()
                 }
             }
@@ -174,7 +184,7 @@ struct RepairCommand: ParsableCommand {
         if mode != .print {
             print(json ? jsonSummary(results, runID: runID) : textSummary(results, runID: runID))
         }
-        let stillDiffers = results.contains { !$0.failed.isEmpty || ($0.keptExtra > 0 && mode == .execute) }
+        let stillDiffers = results.contains { !$0.failed.isEmpty || $0.notReached > 0 || ($0.keptExtra > 0 && mode == .execute) }
         if stillDiffers { throw ExitCode(2) }
     }
 
@@ -185,6 +195,7 @@ struct RepairCommand: ParsableCommand {
             if r.keptExtra > 0 { line += ", \(r.keptExtra) extra rows kept (--allow-delete deletes them)" }
             if r.alreadyEqual > 0 { line += ", \(r.alreadyEqual) already equal when re-read" }
             if !r.failed.isEmpty { line += ", \(r.failed.count) refused" }
+            if r.notReached > 0 { line += ", \(r.notReached) differing rows not reached (raise --max-differences)" }
             return line + (r.failed.isEmpty ? "" : "\n" + r.failed.prefix(20).map { "  ! \($0.key): \($0.reason)" }.joined(separator: "\n"))
         }
         switch mode {
@@ -198,7 +209,7 @@ struct RepairCommand: ParsableCommand {
     private func jsonSummary(_ results: [RepairResult], runID: String) -> String {
         let tables = results.map { r in
             "{\"table\":\(JSONValue.string(r.table.description).serialized),\"inserted\":\(r.inserted),\"updated\":\(r.updated),\"deleted\":\(r.deleted),"
-                + "\"kept_extra\":\(r.keptExtra),\"already_equal\":\(r.alreadyEqual),\"failed\":["
+                + "\"kept_extra\":\(r.keptExtra),\"already_equal\":\(r.alreadyEqual),\"not_reached\":\(r.notReached),\"failed\":["
                 + r.failed.map { "{\"key\":\(JSONValue.string($0.key).serialized),\"reason\":\(JSONValue.string($0.reason).serialized)}" }.joined(separator: ",") + "]}"
         }
         return "{\"mode\":\"\(mode.rawValue)\",\"run_id\":\(mode == .execute ? JSONValue.string(runID).serialized : "null"),\"tables\":[\(tables.joined(separator: ","))]}"
