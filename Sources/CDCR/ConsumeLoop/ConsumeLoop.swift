@@ -41,6 +41,8 @@ public final class ConsumeLoop {
     /// Messages Kafka deleted before this process read them (see `RetentionWatch`).
     public private(set) var lostToRetention = 0
     private var retention = RetentionWatch()
+    /// Log starts asked of the broker when librdkafka had none cached (see `checkRetention`).
+    private var askedLogStart: [TopicPartition: (ContinuousClock.Instant, Int64)] = [:]
     /// When the first message arrived; the active period ends when `run` returns.
     private var firstMessageAt: ContinuousClock.Instant?
 
@@ -161,12 +163,22 @@ public final class ConsumeLoop {
     }
 
     /// Offsets of `tp` were skipped before `message`: normal for compaction and transaction markers,
-    /// a loss when the log no longer starts before them. librdkafka's cached log start proves a loss
-    /// without a round trip; otherwise the broker is asked, except for a single skipped offset (the
-    /// pattern of a transaction marker, asked about at every transaction otherwise).
+    /// a loss when the log no longer starts before them. The log start comes from librdkafka's cache
+    /// (every fetch response carries it, so it is current when the message is); only a broker that
+    /// does not send it makes cdcr ask — at most every 10 s per partition, as a compacted topic skips
+    /// offsets at nearly every message, and never for a single skipped offset (a transaction marker).
     private func checkRetention(_ skipped: Range<Int64>, before message: KafkaMessage, _ tp: TopicPartition, _ consumer: KafkaConsumer) {
-        var logStart = consumer.cachedLowWatermark(tp) ?? -1
-        if logStart <= skipped.lowerBound, skipped.count > 1, let asked = try? consumer.watermarks(tp, timeoutMs: 5_000).low { logStart = asked }
+        var logStart: Int64 = -1
+        if let cached = consumer.cachedLowWatermark(tp) {
+            logStart = cached
+        } else if skipped.count > 1 {
+            if let (at, low) = askedLogStart[tp], ContinuousClock.now - at < .seconds(10) {
+                logStart = low
+            } else if let low = try? consumer.watermarks(tp, timeoutMs: 5_000).low {
+                askedLogStart[tp] = (.now, low)
+                logStart = low
+            }
+        }
         guard let lost = RetentionWatch.lost(skipped, logStart: logStart) else { return }
         lostToRetention += lost.count
         CDCRMetrics.recordLostToRetention(topic: tp.topic, partition: tp.partition, messages: lost.count)
@@ -410,6 +422,7 @@ public final class ConsumeLoop {
                 committed[p] = nil
                 uncommitted[p] = nil
                 retention.forget(p)
+                askedLogStart[p] = nil
             }
             health?.setAssigned(0)
         }
