@@ -261,6 +261,47 @@ struct VerifyTests {
         #expect(try CDCRProcess.run(["verify"] + common).status == 0)
     }
 
+    @Test("repair-undo puts back what a repair changed, newest fix first, but never a row changed since; once")
+    func repairUndo() throws {
+        let p = try PlantedPair(try TestPostgres.sharedCluster())
+        try p.both("CREATE TABLE public.items (id bigint PRIMARY KEY, v text, n numeric(8,2), doc jsonb)")
+        try p.src.execute("INSERT INTO public.items SELECT i, 'v' || i, i / 4.0, jsonb_build_object('i', i) FROM generate_series(1, 100) i")
+        try p.tgt.execute("""
+            INSERT INTO public.items SELECT i, 'v' || i, i / 4.0, jsonb_build_object('i', i) FROM generate_series(11, 100) i;
+            UPDATE public.items SET v = 'drift', n = 0 WHERE id IN (20, 30);
+            INSERT INTO public.items VALUES (500, 'extra', 1.5, '{"x": [1, 2.50]}');
+            """)
+        func rows() throws -> String? { try p.tgt.query("SELECT jsonb_agg(t ORDER BY id)::text FROM public.items t").scalar }
+        let drifted = try rows()
+        let common = ["--table", "items"] + p.common
+        let repair = try CDCRProcess.run(["repair", "--execute", "--allow-delete"] + common)
+        #expect(repair.status == 0, "\(repair.stdout)\(repair.stderr)")
+        let runID = try #require(repair.stdout.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix("repair-") }.map { String($0.dropLast()) })
+        #expect(try CDCRProcess.run(["verify"] + common).status == 0)
+
+        // A repaired row changed afterwards (the stream, a person): the undo must leave it alone.
+        try p.tgt.execute("UPDATE public.items SET v = 'newer' WHERE id = 30")
+        let repaired = try rows()
+        let dry = try CDCRProcess.run(["repair-undo", runID] + p.common)
+        #expect(dry.status == 2 && dry.stdout.contains("would undo 10 inserts, 1 updates, 1 deletes; 1 rows changed since the repair"), "\(dry.stdout)\(dry.stderr)")
+        #expect(try rows() == repaired, "a dry run changes nothing")
+
+        let undo = try CDCRProcess.run(["repair-undo", runID, "--execute", "--json"] + p.common)
+        #expect(undo.status == 2, "\(undo.stdout)\(undo.stderr)")
+        let report = try JSONParser.parse(undo.stdout)
+        #expect(report["undone"]?["inserts"]?.int64Value == 10 && report["undone"]?["deletes"]?.int64Value == 1)
+        // Everything is as it was before the repair, but for the row changed since.
+        try p.tgt.execute("UPDATE public.items SET v = 'drift', n = 0 WHERE id = 30")
+        #expect(try rows() == drifted)
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM cdcr.ledger WHERE change_id LIKE 'undo:%'") == 12)
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM cdcr.repair_log WHERE run_id = 'undo-' || $1", [runID]) == 12)
+
+        let again = try CDCRProcess.run(["repair-undo", runID, "--execute"] + p.common)
+        #expect(again.status == 1 && again.stderr.contains("already undone"), "\(again.stderr)")
+        let unknown = try CDCRProcess.run(["repair-undo", "repair-nope"] + p.common)
+        #expect(unknown.status == 1 && unknown.stderr.contains("no repair run repair-nope"), "\(unknown.stderr)")
+    }
+
     @Test("a repaired row keeps its version: a late older change stays stale")
     func repairKeepsVersionGuard() throws {
         let pg = try TestPostgres.sharedCluster()

@@ -257,3 +257,47 @@ struct AuditCommand: ParsableCommand {
         }
     }
 }
+
+struct RepairUndoCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "repair-undo",
+        abstract: "Put back the target rows a repair --execute run changed, from its before-images in cdcr.repair_log.",
+        discussion: """
+            Dry run by default; --execute applies. Newest fix first; a row changed since the repair (by the applier, a \
+            replay or a person) is a conflict and left alone. Undone rows are logged under run undo-RUN. Exit codes: \
+            0 done, 1 error (unknown run, already undone), 2 conflicts left rows as they were.
+            """
+    )
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The repair run ID, as repair --execute printed it (repair-…).")
+    var runID: String
+    @Flag(help: "Apply the undo (default: dry run, which changes nothing).")
+    var execute = false
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func run() throws {
+        let settings = try global.settings()
+        guard let url = settings.targetURL else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
+        let result: UndoResult
+        do {
+            let conn = try TargetConnection.open(url, applicationName: "cdcr-repair-undo")
+            defer { conn.close() }
+            result = try RepairUndo.undo(runID: runID, on: conn, execute: execute)
+        } catch {
+            fail("\(error)")
+        }
+        let verb = execute ? "" : "would "
+        if json {
+            let conflicts = result.conflicts.map { "{\"table\":\(JSONValue.string($0.table).serialized),\"key\":\($0.key)}" }.joined(separator: ",")
+            print("{\"run_id\":\(JSONValue.string(runID).serialized),\"executed\":\(execute),\"undone\":{\"inserts\":\(result.undoneInserts),"
+                + "\"updates\":\(result.undoneUpdates),\"deletes\":\(result.undoneDeletes)},\"conflicts\":[\(conflicts)]}")
+        } else {
+            print("\(runID): \(verb)undo \(result.undoneInserts) inserts, \(result.undoneUpdates) updates, \(result.undoneDeletes) deletes"
+                + (result.conflicts.isEmpty ? "" : "; \(result.conflicts.count) rows changed since the repair, left as they are"))
+            for c in result.conflicts.prefix(20) { print("  ! \(c.table) \(c.key)") }
+            print(execute ? "logged in cdcr.repair_log as run \(result.undoRunID)" : "dry run: nothing was changed (--execute applies)")
+        }
+        if !result.conflicts.isEmpty { throw ExitCode(2) }
+    }
+}
