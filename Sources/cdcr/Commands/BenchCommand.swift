@@ -108,6 +108,18 @@ struct ApplyBench: ParsableCommand {
             print("(a) CPU: cdcr \(String(format: "%.2f", cpuA)) s (\(perEvent(cpuA)) µs/event), PostgreSQL backends \(String(format: "%.2f", after - before)) s (\(perEvent(after - before)) µs/event)")
         }
 
+        // (a)'s result, compared with (b)'s below. Then each measurement starts from a clean server:
+        // the earlier one's database is dropped (its autovacuum would share the cores) and the dirty
+        // pages it left are written now, not by a checkpoint in the middle of the next measurement.
+        let connA = try PGConnection.connect(urlA)
+        let countA = try connA.query("SELECT count(*), coalesce(sum(customer_id), 0) FROM public.orders").rows[0]
+        connA.close()
+        func clean(after db: String) throws {
+            try admin.execute("DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
+            try admin.execute("CHECKPOINT")
+        }
+        try clean(after: "cdcr_bench_a")
+
         // (b) ceiling: COPY the change rows into an unlogged staging table, then set-based SQL.
         let urlB = try freshDB("cdcr_bench_b")
         let b = try PGConnection.connect(urlB)
@@ -133,18 +145,19 @@ struct ApplyBench: ParsableCommand {
         print("(b) set-based ceiling: \(fmt(rateB)) events/s")
 
         // Both must end in the same rows: the benchmark is only meaningful if (a) is correct.
-        let countA = try PGConnection.connect(urlA).query("SELECT count(*), coalesce(sum(customer_id), 0) FROM public.orders").rows[0]
         let countB = try b.query("SELECT count(*), coalesce(sum(customer_id), 0) FROM public.orders").rows[0]
         guard countA == countB, countA[0] == String(workload.liveRows) else {
             throw ValidationError("(a) and (b) disagree: \(countA) vs \(countB), expected \(workload.liveRows) rows")
         }
         b.close()
+        try clean(after: "cdcr_bench_b")
 
         // (c) naive: one transaction and one synchronous offset commit per event.
         let urlC = try freshDB("cdcr_bench_c")
         let rateC = try naive(cluster: cluster, producer: producer, workload: workload, url: urlC)
         print("(c) naive per-event: \(fmt(rateC)) events/s  (\(naiveSample)-event sample)")
         producer.close()
+        try clean(after: "cdcr_bench_c")
 
         // (d) gap filling: `cdcr replay` of changes the target never received, from the source change log.
         let rateD = try replay(workload: workload, freshDB: freshDB, exe: self_)
@@ -175,6 +188,7 @@ struct ApplyBench: ParsableCommand {
         try src.copyIn("COPY cdcr.change_log (change_id, table_name, operation, key, data, committed_at, txid) FROM STDIN", data: data)
         try src.execute("ANALYZE cdcr.change_log")  // as autovacuum leaves a live log: the planner knows its size
         let tgtURL = try freshDB("cdcr_bench_d")
+        try src.execute("CHECKPOINT")  // the source fill's dirty pages are not part of the replay
         let start = ContinuousClock.now
         let (status, output, _, _) = try Self.runChild([exe, "replay", "--source", srcURL, "--target", tgtURL, "--from", iso(now - 3_600_000_000),
                                                      "--to", iso(now + 3_600_000_000), "--json", "--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"])
