@@ -407,7 +407,7 @@ public final class ConsumeLoop {
             // Where each partition should resume, to notice if Kafka no longer has it (best effort:
             // without an answer the partition is simply not watched until it is assigned again).
             let resume = (try? consumer?.committed(parts)) ?? [:]
-            for p in parts { retention.expect(p, at: committed[p] ?? resume[p] ?? -1) }
+            for p in parts { retention.expect(p, at: resume[p] ?? -1) }
             health?.setAssigned((try? consumer?.assignment().count) ?? parts.count)
         case let .revoking(parts):
             logger.info("partitions revoked; finishing the in-flight batch first", metadata: ["partitions": "\(parts.map(\.description).joined(separator: ","))"])
@@ -436,11 +436,22 @@ public final class ConsumeLoop {
             let tp = TopicPartition(topic: m.topic, partition: m.partition)
             position[tp] = max(position[tp] ?? -1, m.offset + 1)
         }
-        let assigned = try consumer.assignment()
+        return try firstBehind(position, of: consumer.assignment(), consumer) == nil
+    }
+
+    /// The first of `assigned` whose next offset to read (from `position`, else the group's commit)
+    /// is below its end offset; nil when all are at their end. An empty partition has end 0.
+    private func firstBehind(_ position: [TopicPartition: Int64], of assigned: [TopicPartition],
+                             _ consumer: KafkaConsumer) throws -> (TopicPartition, position: Int64, end: Int64)? {
         let unknown = assigned.filter { position[$0] == nil }
         let fetched = unknown.isEmpty ? [:] : try consumer.committed(unknown)
         let ends = try consumer.endOffsets(assigned)
-        return assigned.allSatisfy { tp in (position[tp] ?? fetched[tp] ?? -1) >= (ends[tp] ?? 0) || (ends[tp] ?? 0) == 0 }
+        for tp in assigned {
+            let end = ends[tp] ?? 0
+            let at = position[tp] ?? fetched[tp] ?? -1
+            if end > 0 && at < end { return (tp, at, end) }
+        }
+        return nil
     }
 
     /// True when every assigned partition is committed up to its end offset.
@@ -451,17 +462,9 @@ public final class ConsumeLoop {
         }
         let assigned = try consumer.assignment()
         guard !assigned.isEmpty else { return false }
-        let unknown = assigned.filter { committed[$0] == nil }
-        let fetched = unknown.isEmpty ? [:] : try consumer.committed(unknown)
-        let ends = try consumer.endOffsets(assigned)
-        for tp in assigned {
-            let end = ends[tp] ?? 0
-            let position = committed[tp] ?? fetched[tp] ?? -1
-            // An empty partition has end 0; a committed position below the end means work is left.
-            if end > 0 && position < end {
-                logger.debug("not caught up", metadata: ["partition": "\(tp)", "committed": "\(position)", "end": "\(end)"])
-                return false
-            }
+        if let (tp, position, end) = try firstBehind(committed, of: assigned, consumer) {
+            logger.debug("not caught up", metadata: ["partition": "\(tp)", "committed": "\(position)", "end": "\(end)"])
+            return false
         }
         return true
     }

@@ -74,13 +74,9 @@ public enum RepairUndo {
             SELECT 1 FROM cdcr.row_versions rv WHERE rv.table_name = $2
               AND rv.row_key = (SELECT \(StageStatements.rowKey(table, alias: "k")) FROM jsonb_populate_record(null::\(t), $1::jsonb) k) FOR UPDATE
             """, [key, table.name.description])
-        let current = try conn.query("SELECT to_jsonb(t)::text FROM \(t) t WHERE \(keyMatch) FOR UPDATE", [key]).rows.first?[0] ?? nil
-        let unchanged: Bool
-        if let current, let after {
-            unchanged = try conn.query("SELECT $1::jsonb = $2::jsonb", [current, after]).scalar == "t"
-        } else {
-            unchanged = current == nil && after == nil
-        }
+        // Still as the repair left it: no row after a delete, else the row equal to its after-image.
+        let current = try conn.query("SELECT to_jsonb(t) = $2::jsonb FROM \(t) t WHERE \(keyMatch) FOR UPDATE", [key, after]).rows.first
+        let unchanged = after == nil ? current == nil : current?[0] == "t"
         guard unchanged else {
             result.conflicts.append((table.name.description, key))
             return

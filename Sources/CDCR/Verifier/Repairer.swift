@@ -75,11 +75,11 @@ public final class Repairer {
         return result
     }
 
-    /// Repairs `table` completely: verify, fix the listed differences, and while verify had to leave
-    /// some unlisted (`--max-differences`), verify and fix again — memory holds one round's keys at
-    /// a time. Stops when a round changes nothing (only refused rows or kept extra rows are left).
-    public func executeInRounds(_ table: TableName, verify: () throws -> TableDiff, progress: (String) -> Void = { _ in }) throws -> RepairResult {
-        var diff = try verify()
+    /// Repairs a table completely: fixes the differences `diff` lists, and while verify had to leave
+    /// some unlisted (`--max-differences`), verifies again and fixes those — memory holds one round's
+    /// keys at a time. Stops when a round changes nothing (only refused rows or kept extra rows left).
+    public func executeInRounds(_ first: TableDiff, verifyAgain: () throws -> TableDiff, progress: (String) -> Void = { _ in }) throws -> RepairResult {
+        var diff = first
         var total = RepairResult(table: diff.source)
         var failed: [String: String] = [:]
         while true {
@@ -98,7 +98,7 @@ public final class Repairer {
                 total.notReached = diff.unlisted - kept
                 break
             }
-            diff = try verify()
+            diff = try verifyAgain()
         }
         total.failed = failed.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         return total

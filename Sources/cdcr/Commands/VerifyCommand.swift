@@ -169,11 +169,8 @@ struct RepairCommand: ParsableCommand {
                     print(try repairer.sql(diff), terminator: "")
                     results.append(repairer.dryRun(diff))
                 case .execute:
-                    var first: TableDiff? = diff
-                    results.append(try repairer.executeInRounds(table, verify: {
-                        defer { first = nil }
-                        return try first ?? run.verify(table) { progress.show("\(table): \($0)") }
-                    }, progress: { progress.show("\(table): \($0)") }))
+                    results.append(try repairer.executeInRounds(diff, verifyAgain: { try run.verify(table) { progress.show("\(table): \($0)") } },
+                                                                progress: { progress.show("\(table): \($0)") }))
                     progress.clear()
                 }
             }
