@@ -261,6 +261,28 @@ struct VerifyTests {
         #expect(try CDCRProcess.run(["verify"] + common).status == 0)
     }
 
+    @Test("repair without --allow-delete: kept extra rows, more than --max-differences, never crowd out the rows it fixes")
+    func keptExtrasTakeNoListingRoom() throws {
+        let p = try PlantedPair(try TestPostgres.sharedCluster())
+        try p.both("CREATE TABLE public.items (id bigint PRIMARY KEY, v text)")
+        // Even ids in the source; the target lacks 20 of the last ones and adds 100 odd extras among
+        // the first. Ranges of ~10 rows are all compared row by row, 200 ranges a statement, so the
+        // extras are met (and, before, listed) before any missing row.
+        try p.src.execute("INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(2, 12000, 2) i; ANALYZE public.items")
+        try p.tgt.execute("""
+            INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(2, 12000, 2) i WHERE i NOT BETWEEN 11802 AND 11840;
+            INSERT INTO public.items SELECT i, 'extra' FROM generate_series(1, 199, 2) i;
+            ANALYZE public.items;
+            """)
+        let common = ["--table", "items", "--max-differences", "40", "--root-rows", "10", "--leaf-rows", "100"] + p.common
+        let fixed = try CDCRProcess.run(["repair", "--execute", "--json"] + common)
+        #expect(fixed.status == 2, "extra rows stay, so the tables still differ: \(fixed.stdout) \(fixed.stderr)")
+        let t = try #require(firstTable(try JSONParser.parse(fixed.stdout)))
+        #expect(t["inserted"]?.int64Value == 20 && t["kept_extra"]?.int64Value == 100 && t["not_reached"]?.int64Value == 0, "\(fixed.stdout)")
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM public.items WHERE id % 2 = 0") == 6000)
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM cdcr.repair_log") == 20)
+    }
+
     @Test("repair-undo puts back what a repair changed, newest fix first, but never a row changed since; once")
     func repairUndo() throws {
         let p = try PlantedPair(try TestPostgres.sharedCluster())

@@ -87,21 +87,26 @@ public final class Repairer {
             let round = try execute(diff)
             total.inserted += round.inserted; total.updated += round.updated; total.deleted += round.deleted
             total.alreadyEqual += round.alreadyEqual
-            total.keptExtra = round.keptExtra  // the same extra rows are listed again each round
+            // The same extra rows are met again each round, listed or only counted.
+            total.keptExtra = round.keptExtra + (allowDelete ? 0 : diff.unlistedExtra)
             for f in round.failed { failed[f.key] = f.reason }
-            guard diff.unlisted > 0 else { break }
+            let pending = unlistedToFix(diff)
+            guard pending > 0 else { break }
             guard round.changed > 0 else {
-                // The listing held only rows that stay (refused, or extra rows kept): the unlisted
-                // ones are out of reach until --max-differences (or --allow-delete) makes room.
-                let kept = allowDelete ? 0 : diff.unlistedExtra
-                total.keptExtra += kept
-                total.notReached = diff.unlisted - kept
+                // The listing held only rows that stay (refused ones): the unlisted ones are out of
+                // reach until --max-differences makes room.
+                total.notReached = pending
                 break
             }
             diff = try verifyAgain()
         }
         total.failed = failed.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
         return total
+    }
+
+    /// Rows verify only counted that this repair would change (extra rows only with `--allow-delete`).
+    func unlistedToFix(_ diff: TableDiff) -> Int {
+        diff.unlistedMissing + diff.unlistedDifferent + (allowDelete ? diff.unlistedExtra : 0)
     }
 
     /// Applies the fixes of `diff` in batches. Throws only errors that stop the run (connection,
@@ -192,7 +197,7 @@ public final class Repairer {
         let table = pair.target
         var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.differences.count) differing rows\n"
         out += "-- Applying this by hand bypasses cdcr's ledger, version guard and repair log; prefer cdcr repair --execute.\n"
-        if diff.unlisted > 0 { out += "-- \(diff.unlisted) more differing rows are beyond --max-differences and not in this script.\n" }
+        if unlistedToFix(diff) > 0 { out += "-- \(unlistedToFix(diff)) more differing rows are beyond --max-differences and not in this script.\n" }
         func literal(_ value: String?, _ column: String) -> String {
             guard let value else { return "NULL" }
             let type = table.columns[table.columnIndex(column)!].sqlType

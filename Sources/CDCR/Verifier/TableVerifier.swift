@@ -57,6 +57,8 @@ public final class TableVerifier {
     let comparator: RowComparator
     /// Differing keys kept in memory at most; further ones are only counted.
     let maxListed: Int
+    /// False: extra target rows are counted, never listed (see `VerifyOptions.listExtra`).
+    let listExtra: Bool
     let progress: (String) -> Void
     let logger: Logger
     /// Rows fetched per statement when comparing whole rows.
@@ -67,10 +69,11 @@ public final class TableVerifier {
     var rangesPerChecksum = 1_024
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
-                floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, logger: Logger = Logger(label: "cdcr.verify"),
+                floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, listExtra: Bool = true, logger: Logger = Logger(label: "cdcr.verify"),
                 progress: @escaping (String) -> Void = { _ in }) {
         self.logger = logger
         self.maxListed = maxListed
+        self.listExtra = listExtra
         self.pair = pair
         self.source = source
         self.target = target
@@ -121,8 +124,8 @@ public final class TableVerifier {
         var missing: [KeyTexts] = [], extra: [KeyTexts] = []
         // Past `maxListed` keys, differences are counted, not kept.
         var listed = 0
-        func keep(_ keys: [KeyTexts], of total: Int, in list: inout [KeyTexts], unlisted: inout Int) {
-            let n = min(keys.count, max(0, maxListed - listed))
+        func keep(_ keys: [KeyTexts], of total: Int, in list: inout [KeyTexts], unlisted: inout Int, listing: Bool = true) {
+            let n = listing ? min(keys.count, max(0, maxListed - listed)) : 0
             list += keys.prefix(n)
             listed += n
             unlisted += total - n
@@ -169,7 +172,7 @@ public final class TableVerifier {
                 let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
                 let found = differingKeys(source: hs, target: ht)
                 keep(found.missing, of: found.missing.count, in: &missing, unlisted: &diff.unlistedMissing)
-                keep(found.extra, of: found.extra.count, in: &extra, unlisted: &diff.unlistedExtra)
+                keep(found.extra, of: found.extra.count, in: &extra, unlisted: &diff.unlistedExtra, listing: listExtra)
                 keep(found.changed, of: found.changed.count, in: &candidates, unlisted: &diff.unlistedDifferent)
                 diff.rowsFetched += hs.count + ht.count
             }
@@ -180,9 +183,10 @@ public final class TableVerifier {
                 // One-sided ranges can hold a whole table (an empty target): fetch only the keys
                 // that still fit the listing; the checksums already counted the rest.
                 let room = max(0, maxListed - listed)
-                let (ks, kt) = try concurrently({ try source.keys(s.map(\.0), limit: room) }, { try target.keys(t.map(\.0), limit: room) })
+                let extraRoom = listExtra ? room : 0
+                let (ks, kt) = try concurrently({ try source.keys(s.map(\.0), limit: room) }, { try target.keys(t.map(\.0), limit: extraRoom) })
                 keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), in: &missing, unlisted: &diff.unlistedMissing)
-                keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), in: &extra, unlisted: &diff.unlistedExtra)
+                keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), in: &extra, unlisted: &diff.unlistedExtra, listing: listExtra)
                 diff.rowsFetched += ks.count + kt.count
             }
 

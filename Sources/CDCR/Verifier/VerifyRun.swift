@@ -18,6 +18,9 @@ public struct VerifyOptions: Sendable {
     /// memory stays bounded however far the tables drifted.
     public var maxDifferences = VerifyOptions.defaultMaxDifferences
     public static let defaultMaxDifferences = 100_000
+    /// False counts extra target rows without listing them, so they take no room from the rows a
+    /// repair that keeps extra rows (no `--allow-delete`) will fix.
+    public var listExtra = true
 
     public init() {}
 }
@@ -99,7 +102,7 @@ public final class VerifyRun {
         let t = VerifySide(.target, conn: target, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
         let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance,
-                                     maxListed: options.maxDifferences, logger: logger, progress: progress)
+                                     maxListed: options.maxDifferences, listExtra: options.listExtra, logger: logger, progress: progress)
         return try verifier.run(settleSeconds: options.settleSeconds)
     }
 

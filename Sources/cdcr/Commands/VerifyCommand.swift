@@ -150,7 +150,10 @@ struct RepairCommand: ParsableCommand {
 
     func run() throws {
         let settings = try global.settings()
-        let options = try compare.options(settings)
+        var options = try compare.options(settings)
+        // Extra rows a repair keeps are only counted, so they never crowd the rows it fixes out of
+        // the --max-differences listing.
+        options.listExtra = allowDelete
         let logger = Logs.logger(settings, label: "cdcr.repair")
         let progress = TerminalProgress(enabled: !json && mode != .print)
         var results: [RepairResult] = []
