@@ -83,6 +83,14 @@ public final class KafkaConsumer: @unchecked Sendable {
         if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "subscribe to \(topics.joined(separator: ","))") }
     }
 
+    /// Reads `partitions` from the given offsets (-2 the beginning) outside any group: no join, no
+    /// rebalance, nothing committed. For tools and tests that read a topic whole.
+    public func assign(_ partitions: [TopicPartitionOffset]) throws(KafkaError) {
+        let rk = try rkHandle()
+        let err = PartitionList.withList(partitions) { list in rd_kafka_assign(rk, list) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(partitions.count) partitions") }
+    }
+
     /// Waits up to `timeoutMs` for the next message. Rebalance handlers run inside this call.
     /// Partition EOF and other informational events return nil; real errors throw.
     public func poll(timeoutMs: Int32) throws(KafkaError) -> KafkaMessage? {

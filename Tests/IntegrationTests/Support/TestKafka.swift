@@ -26,14 +26,16 @@ final class TestKafka: @unchecked Sendable {
 
     func send(_ messages: [OutgoingMessage]) throws { try producer.send(messages) }
 
-    /// Reads every message of `topic` until `count` arrived or `timeout` passed.
+    /// Reads every message of `topic` until `count` arrived or `timeout` passed. Partitions are
+    /// assigned directly, not through a group: a group rebalance on the mock broker can wait out
+    /// the session timeout, longer than `timeout`.
     func read(topic: String, count: Int, timeout: Duration = .seconds(30)) throws -> [KafkaMessage] {
         let consumer = try KafkaConsumer(properties: [
             ("bootstrap.servers", brokers), ("group.id", "reader-\(UUID().uuidString)"),
             ("auto.offset.reset", "earliest"), ("log_level", "3"),
         ]) { _ in }
         defer { consumer.close() }
-        try consumer.subscribe([topic])
+        try consumer.assign(try consumer.partitions(of: topic).map { TopicPartitionOffset(topic: topic, partition: $0, offset: -2) })
         var out: [KafkaMessage] = []
         let deadline = ContinuousClock.now + timeout
         while out.count < count, ContinuousClock.now < deadline {
