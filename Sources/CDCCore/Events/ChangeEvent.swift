@@ -31,6 +31,16 @@ public enum ChangeOperation: String, Sendable, Equatable {
     case read = "READ"
     case delete = "DELETE"
 
+    /// The `operation` label of `cdcr_events_total`.
+    public var metricLabel: String {
+        switch self {
+        case .insert: "insert"
+        case .update: "update"
+        case .read: "read"
+        case .delete: "delete"
+        }
+    }
+
     /// INSERT, UPDATE and snapshot reads all upsert the row.
     public var isUpsert: Bool { self != .delete }
 }

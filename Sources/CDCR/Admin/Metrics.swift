@@ -1,4 +1,5 @@
 import CDCCore
+import CDCKafka
 import Foundation
 import Prometheus
 
@@ -51,34 +52,46 @@ public enum CDCRMetrics {
     /// Counts one committed batch's outcomes: `cdcr_events_total{topic,table,operation,outcome}`,
     /// `cdcr_batch_events`, `cdcr_batch_duration_seconds`, `cdcr_apply_latency_seconds`.
     static func recordBatch(
-        topics: [String], decoded: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome],
-        tableFor: (ChangeEvent) -> String, took: Duration, now: Date = Date()
+        messages: [KafkaMessage], decoded: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome],
+        tableFor: (TableName) -> String, took: Duration, now: Date = Date()
     ) {
-        var counts: [[String]: Int] = [:]
+        /// One label set; consecutive events usually share it, so runs are counted before any
+        /// dictionary lookup or label string is made.
+        struct Labels: Hashable {
+            var topic: String, table: TableName?, operation: String, outcome: String
+        }
+        var counts: [Labels: Int] = [:]
+        var run: (labels: Labels, count: Int)?
         let latency = durationHistogram("cdcr_apply_latency_seconds")
         let nowMicros = Int64(now.timeIntervalSince1970 * 1_000_000)
         for (i, outcome) in outcomes.enumerated() {
-            var table = "", operation = "unknown"
+            var labels = Labels(topic: messages[i].topic, table: nil, operation: "unknown", outcome: outcome.metricLabel)
             switch decoded[i] {
             case let .success(.change(e)):
-                table = tableFor(e)
-                operation = e.operation.rawValue.lowercased()
+                labels.table = e.table
+                labels.operation = e.operation.metricLabel
                 if case .applied = outcome, let ts = e.timestampMicros, nowMicros > ts {
                     latency.recordNanoseconds((nowMicros - ts) * 1_000)
                 }
-            case .success(.tombstone): operation = "tombstone"
+            case .success(.tombstone): labels.operation = "tombstone"
             case let .success(.truncate(t, _)):
-                table = tableFor(ChangeEvent(changeID: "", table: t, operation: .delete, key: [], row: nil, version: nil, timestampMicros: nil, format: .debezium))
-                operation = "truncate"
+                labels.table = t
+                labels.operation = "truncate"
             case .failure: break
             }
             // Only tables that resolved against the catalog become label values.
-            if case .deadLettered = outcome { table = "" }
-            counts[[topics[i], table, operation, outcome.metricLabel], default: 0] += 1
+            if case .deadLettered = outcome { labels.table = nil }
+            if let r = run, r.labels == labels {
+                run!.count += 1
+            } else {
+                if let r = run { counts[r.labels, default: 0] += r.count }
+                run = (labels, 1)
+            }
         }
+        if let r = run { counts[r.labels, default: 0] += r.count }
         for (labels, n) in counts {
             counter("cdcr_events_total", [
-                ("topic", labels[0]), ("table", labels[1]), ("operation", labels[2]), ("outcome", labels[3]),
+                ("topic", labels.topic), ("table", labels.table.map(tableFor) ?? ""), ("operation", labels.operation), ("outcome", labels.outcome),
             ]).increment(by: Int64(n))
         }
         valueHistogram("cdcr_batch_events").record(Double(outcomes.count))

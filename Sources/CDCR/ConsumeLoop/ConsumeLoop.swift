@@ -297,9 +297,18 @@ public final class ConsumeLoop {
         }
         if !dead.isEmpty { try retrying("write dead letters") { try deadLetters!.write(dead) } }
 
-        for m in batch {
-            let tp = TopicPartition(topic: m.topic, partition: m.partition)
-            uncommitted[tp] = max(uncommitted[tp] ?? 0, m.offset + 1)
+        // A batch holds runs of one partition's messages: look each run's partition up once.
+        var i = batch.startIndex
+        while i < batch.endIndex {
+            let (topic, partition) = (batch[i].topic, batch[i].partition)
+            var end = batch[i].offset + 1
+            i += 1
+            while i < batch.endIndex, batch[i].partition == partition, batch[i].topic == topic {
+                end = max(end, batch[i].offset + 1)
+                i += 1
+            }
+            let tp = TopicPartition(topic: topic, partition: partition)
+            uncommitted[tp] = max(uncommitted[tp] ?? 0, end)
         }
         try commitApplied()
         counts.add(batchCounts)
@@ -308,8 +317,8 @@ public final class ConsumeLoop {
             let phases = BatchApplier.describe([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases)
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
-        CDCRMetrics.recordBatch(topics: batch.map(\.topic), decoded: decoded, outcomes: outcomes,
-                                tableFor: { settings.targetTable(for: $0.table).description }, took: took)
+        CDCRMetrics.recordBatch(messages: batch, decoded: decoded, outcomes: outcomes,
+                                tableFor: { settings.targetTable(for: $0).description }, took: took)
         health?.recordBatch(batchCounts)
     }
 
