@@ -13,6 +13,7 @@ run_bench() {
   chmod 755 "$BENCH_WORK"
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   trap 'pg_stop "$BENCH_WORK/pg"; rm -rf "$BENCH_WORK"' EXIT
-  pg_start "$BENCH_WORK/pg" "$port"
+  # min_wal_size keeps the WAL segment files the benchmark's warm-up recycles (see warmWAL).
+  pg_start "$BENCH_WORK/pg" "$port" "-c min_wal_size=2GB"
   "$cdcr" bench "$kind" --target "postgresql://postgres@127.0.0.1:$port/postgres" "$@"
 }

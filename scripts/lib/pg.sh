@@ -1,6 +1,6 @@
 # Private PostgreSQL cluster helpers for scripts (demo, benchmarks). Source this file.
-# pg_start DIR PORT: initdb (first time) and start a cluster in DIR listening on 127.0.0.1:PORT,
-# run as the postgres OS user when we are root. pg_stop DIR stops it.
+# pg_start DIR PORT [OPTIONS]: initdb (first time) and start a cluster in DIR listening on
+# 127.0.0.1:PORT, run as the postgres OS user when we are root; OPTIONS are more server flags. pg_stop DIR stops it.
 
 pg_bindir() {
   if command -v pg_config >/dev/null 2>&1 && [ -x "$(pg_config --bindir)/initdb" ]; then pg_config --bindir; return; fi
@@ -12,7 +12,7 @@ pg_as_owner() {
 }
 
 pg_start() {
-  local dir=$1 port=$2 bin
+  local dir=$1 port=$2 extra=${3:-} bin
   bin=$(pg_bindir)
   [ -n "$bin" ] || { echo "PostgreSQL server binaries not found (apt-get install postgresql)" >&2; return 1; }
   mkdir -p "$dir"
@@ -22,7 +22,7 @@ pg_start() {
       || { cat "$dir/initdb.log" >&2; return 1; }
   fi
   pg_as_owner "$bin/pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 60 \
-    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_wal_size=4GB -c shared_buffers=512MB" start >/dev/null \
+    -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off -c max_wal_size=4GB -c shared_buffers=512MB $extra" start >/dev/null \
     || { cat "$dir/server.log" >&2; return 1; }
 }
 
