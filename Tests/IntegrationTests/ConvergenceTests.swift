@@ -54,6 +54,63 @@ struct ConvergenceTests {
         let offsets = try kafka.offsets(group: "conv", topic: topic, partitions: partitions)
         #expect(offsets.committed == offsets.end, "seed \(seed): committed offsets equal end offsets after catch-up")
     }
+
+    @Test("two appliers on overlapping feeds at once (dual writes): every change claimed by exactly one, the target exact")
+    func concurrentAppliers() throws {
+        let seed = UInt64.random(in: 0...UInt64.max)
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        // Few keys, small batches: the two appliers' transactions contend for the same rows all along.
+        let w = Workload(changes: 3_000, keys: 40, seed: seed)
+        try kafka.createTopic("feed-a", partitions: 3)
+        try kafka.createTopic("feed-b", partitions: 2)
+        var rng = SplitMix64(seed: seed ^ 0x5EED)
+        // Feed A: every change in order, 10 % twice. Feed B: every change, in shuffled blocks of 200.
+        var a: [OutgoingMessage] = []
+        for c in w.changes {
+            a.append(w.message(c, topic: "feed-a", partitions: 3))
+            if rng.next() % 10 == 0 { a.append(w.message(c, topic: "feed-a", partitions: 3)) }
+        }
+        var b: [OutgoingMessage] = []
+        for start in stride(from: 0, to: w.changes.count, by: 200) {
+            var block = Array(w.changes[start..<min(start + 200, w.changes.count)])
+            block.shuffle(using: &rng)
+            b += block.map { w.message($0, topic: "feed-b", partitions: 2) }
+        }
+        try kafka.send(a)
+        try kafka.send(b)
+
+        func applier(_ topic: String) throws -> ChildProcess {
+            try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", topic, "--group", topic, "--target", target,
+                                   "--batch-max-events", "50", "--stop-when-caught-up", "--no-gap-fill", "--kafka-property", "log_level=3"])
+        }
+        let (pa, pb) = (try applier("feed-a"), try applier("feed-b"))
+        let (sa, sb) = (pa.wait(timeout: .seconds(180)), pb.wait(timeout: .seconds(180)))
+        #expect(sa == 0 && sb == 0, "seed \(seed): \(pa.stderr.suffix(1500)) \(pb.stderr.suffix(1500))")
+
+        // Each change ID is claimed (applied or stale) by exactly one applier; the other counts it a duplicate.
+        func counts(_ p: ChildProcess) throws -> [String: Int64] {
+            let line = try #require(p.stdout.split(separator: "\n").last, "no run summary")
+            guard case let .object(fields) = try JSONParser.parse(String(line)) else { return [:] }
+            return Dictionary(fields.compactMap { k, v in v.int64Value.map { (k, $0) } }, uniquingKeysWith: { x, _ in x })
+        }
+        let (ca, cb) = (try counts(pa), try counts(pb))
+        let claimed = (ca["applied"] ?? 0) + (ca["stale"] ?? 0) + (cb["applied"] ?? 0) + (cb["stale"] ?? 0)
+        let duplicates = (ca["duplicate"] ?? 0) + (cb["duplicate"] ?? 0)
+        #expect(claimed == 3_000, "seed \(seed): \(ca) \(cb)")
+        #expect(duplicates == Int64(a.count + b.count - 3_000), "seed \(seed): \(ca) \(cb)")
+        #expect((ca["dead_lettered"] ?? 0) + (cb["dead_lettered"] ?? 0) == 0)
+
+        let conn = try PGConnection.connect(target)
+        #expect(try Expect.differences(conn, table: "public.orders", expected: w.expectedRows) == 0, "seed \(seed)")
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 3_000, "seed \(seed)")
+        // The guard remembers each key's newest version, deletes included.
+        let newest = Dictionary(w.changes.map { ($0.key, $0.id) }, uniquingKeysWith: max)
+        for (key, version) in newest {
+            #expect(try Expect.count(conn, "SELECT version FROM cdcr.row_versions WHERE table_name = 'public.orders' AND row_key = $1", [String(key)]) == version, "seed \(seed): key \(key)")
+        }
+    }
 }
 
 @Suite("failures of the target and shutdown", .serialized)
