@@ -324,6 +324,33 @@ struct VerifyTests {
         #expect(unknown.status == 1 && unknown.stderr.contains("no repair run repair-nope"), "\(unknown.stderr)")
     }
 
+    @Test("repair-undo of a row one run fixed twice, the fixes in different batches: the dry run says what --execute does")
+    func repairUndoRowFixedTwice() throws {
+        let url = try TestPostgres.sharedCluster().createDatabase()
+        let conn = try PGConnection.connect(url)
+        defer { conn.close() }
+        try conn.execute("CREATE TABLE public.items (id bigint PRIMARY KEY, v text); INSERT INTO public.items VALUES (1, 'c'), (2, 'y')")
+        _ = try BookkeepingSchema.install(on: conn)
+        // Two rounds of one run: row 1 went a → b, then b → c; row 2 was inserted as x, then went
+        // x → z, and was changed since (to y).
+        try conn.execute("""
+            INSERT INTO cdcr.repair_log (run_id, table_name, row_key, action, before_image, after_image, change_id) VALUES
+              ('repair-twice', 'public.items', '{"id": 1}', 'update', '{"id": 1, "v": "a"}', '{"id": 1, "v": "b"}', 'repair-twice:1'),
+              ('repair-twice', 'public.items', '{"id": 2}', 'insert', NULL, '{"id": 2, "v": "x"}', 'repair-twice:2'),
+              ('repair-twice', 'public.items', '{"id": 1}', 'update', '{"id": 1, "v": "b"}', '{"id": 1, "v": "c"}', 'repair-twice:3'),
+              ('repair-twice', 'public.items', '{"id": 2}', 'update', '{"id": 2, "v": "x"}', '{"id": 2, "v": "z"}', 'repair-twice:4');
+            """)
+        // One fix per batch, so each dry-run batch is rolled back before the next.
+        let dry = try RepairUndo.undo(runID: "repair-twice", on: conn, execute: false, batchSize: 1)
+        #expect(dry.undoneUpdates == 2 && dry.undoneInserts == 0, "\(dry)")
+        #expect(dry.conflicts.map(\.key) == [#"{"id": 2}"#, #"{"id": 2}"#], "\(dry.conflicts)")
+        #expect(try conn.query("SELECT string_agg(v, ',' ORDER BY id) FROM public.items").scalar == "c,y", "a dry run changes nothing")
+
+        let done = try RepairUndo.undo(runID: "repair-twice", on: conn, execute: true, batchSize: 1)
+        #expect(done.undoneUpdates == dry.undoneUpdates && done.conflicts.count == dry.conflicts.count, "\(done)")
+        #expect(try conn.query("SELECT string_agg(v, ',' ORDER BY id) FROM public.items").scalar == "a,y")
+    }
+
     @Test("a repaired row keeps its version: a late older change stays stale")
     func repairKeepsVersionGuard() throws {
         let pg = try TestPostgres.sharedCluster()

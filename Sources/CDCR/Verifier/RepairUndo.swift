@@ -36,18 +36,33 @@ public enum RepairUndo {
         guard !log.isEmpty else { throw VerifyError("no repair run \(runID) in cdcr.repair_log") }
 
         var tables: [String: TargetTable] = [:]
+        // A dry run rolls each batch back, so a row the run fixed twice, with the fixes in different
+        // batches, would look changed since the repair when its older fix comes up. The dry run
+        // therefore remembers what each row it put back would hold now (its before-image).
+        var putBack: [String: String?] = [:]
         for slice in log.chunks(of: batchSize) {
             let batch = Array(slice)
             let undoOne = { (conn: PGConnection) throws in
                 for entry in batch {
                     let name = entry[1]!
+                    let slot = name + "\u{1F}" + entry[2]!
+                    if !execute, let wouldHold = putBack[slot] {
+                        if wouldHold == entry[5] {
+                            count(entry[3]!, into: &result)
+                            putBack[slot] = entry[4]
+                        } else {
+                            result.conflicts.append((name, entry[2]!))
+                            putBack[slot] = nil
+                        }
+                        continue
+                    }
                     if tables[name] == nil {
                         guard let t = try Catalog.load(TableName(parsing: name), on: conn) else {
                             throw VerifyError("table \(name) of repair run \(runID) no longer exists in the target")
                         }
                         tables[name] = t
                     }
-                    try undoFix(entry, table: tables[name]!, on: conn, into: &result)
+                    if try undoFix(entry, table: tables[name]!, on: conn, into: &result), !execute { putBack[slot] = entry[4] }
                 }
             }
             if execute {
@@ -62,8 +77,19 @@ public enum RepairUndo {
         return result
     }
 
-    /// Puts back one fix (a repair_log row: id, table, key, action, before, after).
-    private static func undoFix(_ entry: [String?], table: TargetTable, on conn: PGConnection, into result: inout UndoResult) throws {
+    /// Counts one put-back fix by the action of the original fix.
+    private static func count(_ action: String, into result: inout UndoResult) {
+        switch action {
+        case "insert": result.undoneInserts += 1
+        case "update": result.undoneUpdates += 1
+        default: result.undoneDeletes += 1
+        }
+    }
+
+    /// Puts back one fix (a repair_log row: id, table, key, action, before, after); false when the
+    /// row changed since (a conflict, left alone).
+    @discardableResult
+    private static func undoFix(_ entry: [String?], table: TargetTable, on conn: PGConnection, into result: inout UndoResult) throws -> Bool {
         let (id, key, action, before, after) = (entry[0]!, entry[2]!, entry[3]!, entry[4], entry[5])
         let t = table.name.quoted
         let keyCols = table.primaryKey.map { quoteIdentifier(table.columns[$0].name) }
@@ -79,7 +105,7 @@ public enum RepairUndo {
         let unchanged = after == nil ? current == nil : current?[0] == "t"
         guard unchanged else {
             result.conflicts.append((table.name.description, key))
-            return
+            return false
         }
         let columns = table.columns.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         let inverse: String
@@ -87,21 +113,20 @@ public enum RepairUndo {
         case "insert":
             try conn.query("DELETE FROM \(t) t WHERE \(keyMatch)", [key])
             inverse = "delete"
-            result.undoneInserts += 1
         case "update":
             try conn.query("UPDATE \(t) t SET (\(columns)) = (SELECT \(columns) FROM jsonb_populate_record(null::\(t), $2::jsonb)) WHERE \(keyMatch)", [key, before])
             inverse = "update"
-            result.undoneUpdates += 1
         default:
             try conn.query("INSERT INTO \(t) (\(columns)) SELECT \(columns) FROM jsonb_populate_record(null::\(t), $1::jsonb)", [before])
             inverse = "insert"
-            result.undoneDeletes += 1
         }
+        count(action, into: &result)
         let changeID = "undo:\(result.runID):\(id)"
         try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a')", [changeID, table.name.description])
         try conn.query("""
             INSERT INTO cdcr.repair_log (run_id, table_name, row_key, action, before_image, after_image, change_id)
             VALUES ($1, $2, $3::jsonb, $4, $5::jsonb, $6::jsonb, $7)
             """, [result.undoRunID, table.name.description, key, inverse, after, before, changeID])
+        return true
     }
 }
