@@ -23,8 +23,8 @@ public struct OutgoingMessage: Sendable {
 /// Ownership: this object owns the `rd_kafka_t` and destroys it once in `close()`/deinit after a flush.
 /// Delivery reports arrive on the thread that calls `rd_kafka_poll`/`flush`, i.e. inside `send`.
 public final class KafkaProducer: @unchecked Sendable {
-    // @unchecked Sendable: `handle` is guarded by `lock`; `send` holds `sendLock` so one batch's delivery
-    // reports are never mixed with another's.
+    // @unchecked Sendable: `handle` is guarded by `lock`; `send` holds `sendLock`, and delivery reports
+    // carry the call's generation, so one call's reports are never mixed with another's.
     private let lock = Mutex<Void>(())
     private let sendLock = Mutex<Void>(())
     private var handle: OpaquePointer?
@@ -40,7 +40,7 @@ public final class KafkaProducer: @unchecked Sendable {
         rd_kafka_conf_set_dr_msg_cb(conf) { _, msg, opaque in
             guard let msg, let opaque else { return }
             let reports = Unmanaged<DeliveryReports>.fromOpaque(opaque).takeUnretainedValue()
-            reports.record(msg.pointee.err, offset: msg.pointee.offset)
+            reports.record(msg.pointee.err, offset: msg.pointee.offset, tag: UInt64(UInt(bitPattern: msg.pointee._private)))
         }
         self.reports = reports
         self.handle = try KafkaConf.newHandle(RD_KAFKA_PRODUCER, conf)
@@ -48,17 +48,18 @@ public final class KafkaProducer: @unchecked Sendable {
 
     deinit { close() }
 
-    /// Produces `messages` and waits until all are acknowledged; returns their offsets in order.
+    /// Produces `messages` and waits until all are acknowledged; returns each one's offset, in the
+    /// order given.
     /// Throws the first delivery error (nothing is retried here beyond librdkafka's own retries).
     @discardableResult
     public func send(_ messages: [OutgoingMessage], timeoutMs: Int32 = 30_000) throws(KafkaError) -> [Int64] {
         guard !messages.isEmpty else { return [] }
         let rk = try rkHandle()
         return try sendLock.withLock { _ throws(KafkaError) -> [Int64] in
-            reports.reset()
-            for m in messages {
+            let generation = reports.begin(count: messages.count)
+            for (i, m) in messages.enumerated() {
                 while true {
-                    let err = produce(rk, m)
+                    let err = produce(rk, m, tag: DeliveryReports.tag(generation: generation, index: i))
                     if err == RD_KAFKA_RESP_ERR__QUEUE_FULL { rd_kafka_poll(rk, 50); continue }
                     if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "produce to \(m.topic)") }
                     break
@@ -78,7 +79,8 @@ public final class KafkaProducer: @unchecked Sendable {
         }
     }
 
-    private func produce(_ rk: OpaquePointer, _ m: OutgoingMessage) -> rd_kafka_resp_err_t {
+    /// Produces one message; `tag` comes back with its delivery report.
+    private func produce(_ rk: OpaquePointer, _ m: OutgoingMessage, tag: UInt64) -> rd_kafka_resp_err_t {
         var headers: OpaquePointer? = nil
         if !m.headers.isEmpty {
             headers = rd_kafka_headers_new(m.headers.count)
@@ -89,7 +91,7 @@ public final class KafkaProducer: @unchecked Sendable {
         let err: rd_kafka_resp_err_t = m.topic.withCString { topic in
             withOptionalBytes(m.key) { keyPtr, keyLen in
                 withOptionalBytes(m.value) { valPtr, valLen in
-                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 6)
+                    var vus = [rd_kafka_vu_t](repeating: rd_kafka_vu_t(), count: 7)
                     vus[0].vtype = RD_KAFKA_VTYPE_TOPIC
                     vus[0].u.cstr = topic
                     vus[1].vtype = RD_KAFKA_VTYPE_KEY
@@ -102,12 +104,14 @@ public final class KafkaProducer: @unchecked Sendable {
                     vus[3].u.i = RD_KAFKA_MSG_F_COPY
                     vus[4].vtype = RD_KAFKA_VTYPE_PARTITION
                     vus[4].u.i32 = m.partition ?? RD_KAFKA_PARTITION_UA
-                    var count = 5
+                    vus[5].vtype = RD_KAFKA_VTYPE_OPAQUE
+                    vus[5].u.ptr = UnsafeMutableRawPointer(bitPattern: UInt(tag))
+                    var count = 6
                     if let headers {
                         // Ownership of the headers passes to librdkafka on success.
-                        vus[5].vtype = RD_KAFKA_VTYPE_HEADERS
-                        vus[5].u.headers = headers
-                        count = 6
+                        vus[6].vtype = RD_KAFKA_VTYPE_HEADERS
+                        vus[6].u.headers = headers
+                        count = 7
                     }
                     guard let error = rd_kafka_produceva(rk, &vus, count) else { return RD_KAFKA_RESP_ERR_NO_ERROR }
                     let code = rd_kafka_error_code(error)
@@ -148,14 +152,30 @@ public final class KafkaProducer: @unchecked Sendable {
 /// Delivery results of the batch in flight.
 private final class DeliveryReports: @unchecked Sendable {
     // @unchecked Sendable: all state is behind `state`.
-    private let state = Mutex<(count: Int, error: rd_kafka_resp_err_t?, offsets: [Int64])>((0, nil, []))
+    /// The current `send` call's generation, its reports so far, first error and offsets by message.
+    private let state = Mutex<(generation: UInt64, count: Int, error: rd_kafka_resp_err_t?, offsets: [Int64])>((0, 0, nil, []))
 
-    func reset() { state.withLock { $0 = (0, nil, []) } }
-
-    func record(_ err: rd_kafka_resp_err_t, offset: Int64) {
+    /// Starts a `send` of `count` messages. Reports of earlier calls (one that timed out or failed
+    /// part-way, whose messages librdkafka still delivers) carry an older generation and are ignored,
+    /// so they can neither complete this call nor fail it.
+    func begin(count: Int) -> UInt64 {
         state.withLock { s in
+            var next = s.generation &+ 1
+            if next & 0xFFFF_FFFF == 0 { next &+= 1 }  // the tag keeps the low 32 bits; 0 would be a null opaque
+            s = (next, 0, nil, [Int64](repeating: -1, count: count))
+            return next
+        }
+    }
+
+    /// A message's opaque tag: the call's generation (from 1, so never a null pointer) and its index.
+    static func tag(generation: UInt64, index: Int) -> UInt64 { (generation & 0xFFFF_FFFF) << 32 | UInt64(index) }
+
+    func record(_ err: rd_kafka_resp_err_t, offset: Int64, tag: UInt64) {
+        state.withLock { s in
+            let index = Int(tag & 0xFFFF_FFFF)
+            guard tag >> 32 == s.generation & 0xFFFF_FFFF, index < s.offsets.count else { return }
             s.count += 1
-            s.offsets.append(offset)
+            s.offsets[index] = offset
             if err != RD_KAFKA_RESP_ERR_NO_ERROR && s.error == nil { s.error = err }
         }
     }
