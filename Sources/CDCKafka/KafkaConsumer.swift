@@ -176,20 +176,28 @@ public final class KafkaConsumer: @unchecked Sendable {
         try KafkaMetadata.partitions(try rkHandle(), topic: topic, timeoutMs: timeoutMs)
     }
 
-    /// The timestamp (ms) of the message at `offset`, read by assigning this consumer to the partition
-    /// at that offset. For a consumer that does not subscribe (the lag monitor's reader); nil when no
-    /// message arrives in time.
-    public func timestamp(at tp: TopicPartition, offset: Int64, timeoutMs: Int32 = 3_000) throws(KafkaError) -> Int64? {
+    /// The timestamps (ms) of the messages at the given offsets, read by assigning this consumer to
+    /// all of them at once and pausing each partition once its message arrived. For a consumer that
+    /// does not subscribe (the lag monitor's reader). A partition is missing from the result when its
+    /// message carries no timestamp or does not arrive within `timeoutMs` (for all of them together).
+    public func timestamps(at positions: [TopicPartitionOffset], timeoutMs: Int32 = 3_000) throws(KafkaError) -> [TopicPartition: Int64] {
+        guard !positions.isEmpty else { return [:] }
         let rk = try rkHandle()
-        let err = PartitionList.withList([TopicPartitionOffset(topic: tp.topic, partition: tp.partition, offset: offset)]) { rd_kafka_assign(rk, $0) }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(tp)") }
+        let err = PartitionList.withList(positions) { rd_kafka_assign(rk, $0) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(positions.count) partitions") }
         defer { rd_kafka_assign(rk, nil) }
+        var waiting = Set(positions.map { TopicPartition(topic: $0.topic, partition: $0.partition) })
+        var out: [TopicPartition: Int64] = [:]
         let deadline = ContinuousClock.now + .milliseconds(Int(timeoutMs))
-        while ContinuousClock.now < deadline {
+        while !waiting.isEmpty, ContinuousClock.now < deadline {
             guard let m = try poll(timeoutMs: 100) else { continue }
-            if m.topic == tp.topic && m.partition == tp.partition { return m.timestampMillis }
+            let tp = TopicPartition(topic: m.topic, partition: m.partition)
+            guard waiting.remove(tp) != nil else { continue }
+            out[tp] = m.timestampMillis
+            // Its first message is all that is wanted: stop fetching the partition.
+            _ = PartitionList.withList([TopicPartitionOffset(topic: tp.topic, partition: tp.partition, offset: -1001)]) { rd_kafka_pause_partitions(rk, $0) }
         }
-        return nil
+        return out
     }
 
     /// The partitions currently assigned to this consumer.

@@ -63,6 +63,33 @@ struct LagTests {
         #expect(partition(fourth.report, 0)?["lag"]?.int64Value == 40)
     }
 
+    @Test("lag seconds are the age of each lagging partition's oldest unread message, all read in one sample")
+    func lagSecondsPerPartition() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("lagm", partitions: 24)
+        // Partitions 0-11 get their messages 3 s before partitions 12-23; the group has read none.
+        for p in 0..<12 { try produce(kafka, topic: "lagm", partition: Int32(p), count: 5) }
+        sleep(3)
+        for p in 12..<24 { try produce(kafka, topic: "lagm", partition: Int32(p), count: 5) }
+        try commit(kafka, group: "lm", (0..<24).map { (Int32($0), 0) }, topic: "lagm")
+
+        let started = ContinuousClock.now
+        let r = try lag(kafka, group: "lm", topic: "lagm", target: target)
+        let took = ContinuousClock.now - started
+        #expect(r.status == 0, "\(r.stderr)")
+        let seconds = (0..<24).map { p -> Double? in
+            guard case let .number(n)? = partition(r.report, p)?["lag_seconds"] else { return nil }
+            return Double(n)
+        }
+        #expect(seconds.allSatisfy { $0 != nil }, "every lagging partition has an age: \(seconds)")
+        let older = seconds[0..<12].compactMap { $0 }, newer = seconds[12...].compactMap { $0 }
+        #expect((older.min() ?? 0) - (newer.max() ?? .infinity) >= 2.5, "each partition reads its own message: \(seconds)")
+        // Read one partition at a time, this took ~0.5 s per lagging partition (12 s here); at once, ~1 s.
+        #expect(took < .seconds(6), "lag took \(took)")
+    }
+
     @Test("a slow consumer whose lag keeps growing is WARN; plain output is a table")
     func slowConsumerWarns() throws {
         let pg = try TestPostgres.sharedCluster()

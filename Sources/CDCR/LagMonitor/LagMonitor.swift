@@ -82,19 +82,23 @@ public final class LagMonitor {
         let committed = try groupView.committed(tps)
         let ends = try groupView.endOffsets(tps)
         let now = Date().timeIntervalSince1970
-        var out: [PartitionLag] = []
+        var measured: [(TopicPartition, LagSample, [LagSample])] = []
+        var oldestUnread: [TopicPartitionOffset] = []
         for tp in tps.sorted() {
-            let c = committed[tp] ?? -1
-            let e = ends[tp] ?? 0
-            let sample = LagSample(time: now, committed: c, end: e)
-            let history = try record(tp, sample)
-            var seconds: Double? = 0
+            let sample = LagSample(time: now, committed: committed[tp] ?? -1, end: ends[tp] ?? 0)
+            measured.append((tp, sample, try record(tp, sample)))
             if sample.lag > 0 {
-                let at = c >= 0 ? c : try groupView.watermarks(tp).low
-                seconds = try reader.timestamp(at: tp, offset: at).map { max(0, now - Double($0) / 1000) }
+                let at = sample.committed >= 0 ? sample.committed : try groupView.watermarks(tp).low
+                oldestUnread.append(TopicPartitionOffset(topic: tp.topic, partition: tp.partition, offset: at))
             }
-            out.append(PartitionLag(topic: tp.topic, partition: tp.partition, committed: c, end: e, lag: sample.lag,
-                                    lagSeconds: seconds, status: LagEvaluator.evaluate(history, window: window, now: now)))
+        }
+        // The age of each lagging partition's oldest unread message, all read in one go: one slow or
+        // empty partition costs the timeout once, not once per partition.
+        let written = try reader.timestamps(at: oldestUnread)
+        let out = measured.map { tp, sample, history in
+            PartitionLag(topic: tp.topic, partition: tp.partition, committed: sample.committed, end: sample.end, lag: sample.lag,
+                         lagSeconds: sample.lag > 0 ? written[tp].map { max(0, now - Double($0) / 1000) } : 0,
+                         status: LagEvaluator.evaluate(history, window: window, now: now))
         }
         return LagReport(group: settings.group, partitions: out, window: window)
     }
