@@ -200,6 +200,20 @@ public final class KafkaConsumer: @unchecked Sendable {
         return out
     }
 
+    /// The application's position in each of `partitions`: the offset after the last message `poll`
+    /// returned, moved on past the control records (transaction markers) librdkafka read after it.
+    /// Absent for a partition with no position yet. Asks no broker.
+    public func positions(_ partitions: [TopicPartition]) throws(KafkaError) -> [TopicPartition: Int64] {
+        guard !partitions.isEmpty else { return [:] }
+        let rk = try rkHandle()
+        let query = partitions.map { TopicPartitionOffset(topic: $0.topic, partition: $0.partition, offset: -1001) }
+        let (err, result) = PartitionList.withList(query) { list in (rd_kafka_position(rk, list), PartitionList.read(list)) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "read positions") }
+        var out: [TopicPartition: Int64] = [:]
+        for (tpo, _) in result where tpo.offset >= 0 { out[TopicPartition(topic: tpo.topic, partition: tpo.partition)] = tpo.offset }
+        return out
+    }
+
     /// The partitions currently assigned to this consumer.
     public func assignment() throws(KafkaError) -> [TopicPartition] {
         let rk = try rkHandle()

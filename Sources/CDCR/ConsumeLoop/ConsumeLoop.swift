@@ -93,6 +93,7 @@ public final class ConsumeLoop {
                 try flush()
             } else {
                 try finishInFlight()
+                if !gotAny { try commitPastMarkers(consumer) }
                 if !gotAny, stopWhenCaughtUp, try caughtUp(consumer) {
                     logger.info("caught up with every assigned partition; stopping")
                     break
@@ -440,12 +441,28 @@ public final class ConsumeLoop {
     /// True when the messages read so far (committed, in flight and pending) reach every assigned
     /// partition's end offset.
     private func readToEnd(_ consumer: KafkaConsumer) throws -> Bool {
-        var position = committed.merging(uncommitted) { max($0, $1) }
+        let assigned = try consumer.assignment()
+        // librdkafka's position covers every message polled (pending and in flight included) and
+        // the transaction markers after them, which no message offset shows.
+        var position = committed.merging(uncommitted) { max($0, $1) }.merging(try consumer.positions(assigned)) { max($0, $1) }
         for m in (inFlight?.batch ?? []) + pending {
             let tp = TopicPartition(topic: m.topic, partition: m.partition)
             position[tp] = max(position[tp] ?? -1, m.offset + 1)
         }
-        return try firstBehind(position, of: consumer.assignment(), consumer) == nil
+        return try firstBehind(position, of: assigned, consumer) == nil
+    }
+
+    /// When nothing is pending or in flight, every message polled is applied and committed, so the
+    /// consumer's position is safe to commit, and it can be past the last message's offset + 1: a
+    /// transactional producer ends each transaction with a commit marker, an offset the application
+    /// never receives. Committing only message offsets would leave each such partition one behind
+    /// its end for good: lag 1, a STALL verdict, and `--stop-when-caught-up` never stopping.
+    private func commitPastMarkers(_ consumer: KafkaConsumer) throws {
+        guard pending.isEmpty, inFlight == nil, uncommitted.isEmpty else { return }
+        for (tp, position) in try consumer.positions(consumer.assignment()) where position > (committed[tp] ?? -1) {
+            uncommitted[tp] = position
+        }
+        try commitApplied()
     }
 
     /// The first of `assigned` whose next offset to read (from `position`, else the group's commit)
