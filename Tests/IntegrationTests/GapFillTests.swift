@@ -32,6 +32,20 @@ func sourceWorkload(_ conn: PGConnection, statements: Int, seed: UInt64) throws 
     }
 }
 
+/// Runs `relay --once` until `topic` holds `published` messages (60 s at most). One pass publishes
+/// the transactions below the source's xmin horizon, which is cluster-wide: suites running in
+/// parallel on the shared test cluster can hold it back with their open transactions.
+func relayUntil(published: Int, kafka: TestKafka, topic: String, partitions: Int, _ args: [String]) throws {
+    let deadline = ContinuousClock.now + .seconds(60)
+    while true {
+        let relay = try CDCRProcess.run(["relay", "--once", "--topic", topic] + args)
+        #expect(relay.status == 0, "\(relay.stderr)")
+        let out = try kafka.offsets(group: "nobody", topic: topic, partitions: partitions).end.values.reduce(0, +)
+        if out >= Int64(published) || relay.status != 0 || ContinuousClock.now > deadline { return }
+        Thread.sleep(forTimeInterval: 0.5)
+    }
+}
+
 @Suite("gap filler: change log, relay, replay", .serialized)
 struct GapFillTests {
     @Test("relay with dropped messages → the target drifts; replay closes the gap; a second replay applies nothing")
@@ -54,16 +68,7 @@ struct GapFillTests {
 
         try kafka.createTopic("relayed", partitions: 3)
         try kafka.createTopic("lossy", partitions: 3)
-        // One pass publishes the transactions below the source's xmin horizon. Other tests' open
-        // transactions on the same cluster can hold that horizon back, so pass until all are out.
-        let relayDeadline = ContinuousClock.now + .seconds(60)
-        while true {
-            let relay = try CDCRProcess.run(["relay", "--once", "--topic", "relayed"] + common)
-            #expect(relay.status == 0, "\(relay.stderr)")
-            let published = try kafka.offsets(group: "nobody", topic: "relayed", partitions: 3).end.values.reduce(0, +)
-            if published >= Int64(changes) || relay.status != 0 || ContinuousClock.now > relayDeadline { break }
-            Thread.sleep(forTimeInterval: 0.5)
-        }
+        try relayUntil(published: changes, kafka: kafka, topic: "relayed", partitions: 3, common)
         // The test harness loses a quarter of the messages on the way (not a product feature).
         let relayed = try kafka.read(topic: "relayed", count: changes)
         #expect(relayed.count == changes)
@@ -146,7 +151,7 @@ struct GapFillTests {
         try other.query("INSERT INTO public.orders (id, status) VALUES (2, 'quick')")   // commits first
         #expect(try CDCRProcess.run(["relay", "--once"] + common).status == 0)
         try longTx.execute("COMMIT")
-        #expect(try CDCRProcess.run(["relay", "--once"] + common).status == 0)
+        try relayUntil(published: 2, kafka: kafka, topic: "late", partitions: 1, common)
         let messages = try kafka.read(topic: "late", count: 2, timeout: .seconds(15))
         let ids = Set(messages.compactMap { m in m.value.flatMap { try? JSONParser.parse(bytes: $0) }?["key"]?["id"]?.int64Value })
         #expect(ids == [1, 2], "the late-committed change was not skipped")
