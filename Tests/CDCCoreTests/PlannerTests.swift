@@ -26,6 +26,17 @@ struct PlannerTests {
         #expect(plan.staleInBatch.isEmpty)
     }
 
+    @Test("the values of upserts no staged row carries are kept for the type check; deletes have none")
+    func shadowedValuesChecked() {
+        let plan = BatchPlanner.plan([
+            change(0, id: "1", version: 1, v: "a"), change(1, id: "1", version: 3, v: "b"),  // 0 folded into 1
+            change(2, id: "1", version: 2, v: "c"),  // stale in the batch
+            change(3, id: "2", version: 1, delete: true), change(4, id: "2", version: 2, v: "d"),  // a delete folded away
+        ])
+        #expect(plan.checks[table.name] == [["1", "a", "big0"], ["1", "c", "big2"]])
+        #expect(plan.tables[0].rows.map { $0.values[1] } == ["b", "d"])
+    }
+
     @Test("an older or equal version after a newer one in the batch is stale")
     func olderIsStale() {
         let plan = BatchPlanner.plan([change(0, id: "1", version: 7), change(1, id: "1", version: 3), change(2, id: "1", version: 7)])

@@ -50,6 +50,34 @@ struct PoisonTests {
         #expect(offsets.committed == offsets.end)
     }
 
+    @Test("a value the column cannot hold is poison even when a later change of the key in the same batch replaces it")
+    func poisonFoldedAway() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("fold")
+        func change(_ id: String, key: Int, amount: String, version: Int) -> OutgoingMessage {
+            let value = #"{"change_id": "\#(id)", "table": "public.orders", "operation": "UPDATE", "key": {"id": \#(key)}, "data": {"id": \#(key), "status": "s\#(version)", "amount": "\#(amount)"}, "version": \#(version)}"#
+            return OutgoingMessage(topic: "fold", partition: 0, key: nil, value: Array(value.utf8))
+        }
+        // Key 1: the bad value comes first and a newer change replaces it. Key 2: the bad value comes
+        // after a newer change, so it is stale in the batch. Both must be dead-lettered.
+        try kafka.send([
+            change("a1", key: 1, amount: "abc", version: 1), change("a2", key: 1, amount: "1.50", version: 2),
+            change("b2", key: 2, amount: "2.50", version: 2), change("b1", key: 2, amount: "x9", version: 1),
+        ])
+        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fold", group: "g", target: target))
+        #expect(r.status == 0, "\(r.stderr)")
+        let summary = try JSONParser.parse(String(r.stdout.split(separator: "\n").last ?? ""))
+        #expect(summary["dead_lettered"]?.int64Value == 2 && summary["applied"]?.int64Value == 2, "\(r.stdout)")
+        let dead = try kafka.read(topic: "fold.dlq", count: 2, timeout: .seconds(15))
+        #expect(Set(dead.compactMap { $0.header(DeadLetterWriter.Header.changeID) }) == ["a1", "b1"])
+        #expect(dead.allSatisfy { $0.header(DeadLetterWriter.Header.reason) == "invalid_value" })
+        let conn = try PGConnection.connect(target)
+        #expect(try conn.query("SELECT string_agg(id || ':' || amount, ',' ORDER BY id) FROM public.orders").scalar == "1:1.50,2:2.50")
+        #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 2, "dead-lettered changes are not in the ledger")
+    }
+
     @Test("--on-poison halt stops with an error and commits nothing past the poison")
     func halt() throws {
         let pg = try TestPostgres.sharedCluster()

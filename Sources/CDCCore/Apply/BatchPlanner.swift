@@ -16,9 +16,19 @@ public struct BatchPlan: Sendable, Equatable {
     public var tables: [(table: TargetTable, rows: [StagedRow])]
     /// Event indices made stale inside the batch by a newer version of the same key that arrived earlier.
     public var staleInBatch: [Int]
+    /// Per table, the values of upserts that no staged row carries (folded into a later change of the
+    /// key, or stale in the batch). They are staged for their column types only: a value the column
+    /// cannot hold makes the change poison even when a later change of the same key replaces it.
+    public var checks: [TableName: [[String?]]] = [:]
+
+    public init(tables: [(table: TargetTable, rows: [StagedRow])], staleInBatch: [Int], checks: [TableName: [[String?]]] = [:]) {
+        self.tables = tables
+        self.staleInBatch = staleInBatch
+        self.checks = checks
+    }
 
     public static func == (lhs: BatchPlan, rhs: BatchPlan) -> Bool {
-        lhs.staleInBatch == rhs.staleInBatch && lhs.tables.count == rhs.tables.count
+        lhs.staleInBatch == rhs.staleInBatch && lhs.checks == rhs.checks && lhs.tables.count == rhs.tables.count
             && zip(lhs.tables, rhs.tables).allSatisfy { $0.table == $1.table && $0.rows == $1.rows }
     }
 }
@@ -32,6 +42,7 @@ public enum BatchPlanner {
         var rowsByTable: [TableName: [StagedRow]] = [:]
         var slot: [TableName: [[String]: Int]] = [:]
         var stale: [Int] = []
+        var checks: [TableName: [[String?]]] = [:]
 
         for change in changes {
             let name = change.table.name
@@ -43,8 +54,10 @@ public enum BatchPlanner {
                 var row = rowsByTable[name]![i]
                 if let old = row.version, let new = change.version, new <= old {
                     stale.append(change.eventIndex)
+                    if !change.isDelete { checks[name, default: []].append(change.values) }
                     continue
                 }
+                if !row.isDelete { checks[name, default: []].append(row.values) }
                 row = fold(row, change)
                 rowsByTable[name]![i] = row
             } else {
@@ -54,7 +67,7 @@ public enum BatchPlanner {
                     values: change.values, keep: change.keep, members: [change.eventIndex]))
             }
         }
-        return BatchPlan(tables: tableOrder.map { (tables[$0]!, rowsByTable[$0]!) }, staleInBatch: stale)
+        return BatchPlan(tables: tableOrder.map { (tables[$0]!, rowsByTable[$0]!) }, staleInBatch: stale, checks: checks)
     }
 
     /// The newer change wins; columns it must keep are taken from the earlier upsert in the batch.

@@ -82,10 +82,12 @@ struct StagedPlan: Sendable {
 
     init(_ plan: BatchPlan) {
         self.plan = plan
-        stage = plan.tables.map { Self.encode($0.table, $0.rows) }
+        stage = plan.tables.map { Self.encode($0.table, $0.rows, checks: plan.checks[$0.table.name] ?? []) }
     }
 
-    private static func encode(_ table: TargetTable, _ rows: [StagedRow]) -> (data: [UInt8], anyKeep: Bool) {
+    /// `checks` follow the rows as op `x` (see `BatchPlan.checks`): typed by the COPY, skipped by the
+    /// guard and the MERGE.
+    private static func encode(_ table: TargetTable, _ rows: [StagedRow], checks: [[String?]]) -> (data: [UInt8], anyKeep: Bool) {
         var data: [UInt8] = []
         data.reserveCapacity(rows.count * 128)
         var anyKeep = false
@@ -105,6 +107,9 @@ struct StagedPlan: Sendable {
                 fields.append(contentsOf: row.values)
             }
             CopyText.appendRow(fields, to: &data)
+        }
+        for (k, values) in checks.enumerated() {
+            CopyText.appendRow([String(rows.count + k), "x", nil, nil] + values, to: &data)
         }
         return (data, anyKeep)
     }

@@ -33,12 +33,12 @@ struct StageStatements {
         guardSQL = """
             WITH won AS (
                 INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
-                SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s ORDER BY 2
+                SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2
                 ON CONFLICT (table_name, row_key) DO UPDATE
                     SET version = coalesce(EXCLUDED.version, rv.version), deleted = EXCLUDED.deleted, updated_at = now()
                     WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
                 RETURNING rv.row_key)
-            SELECT s._cdcr_idx FROM \(stage) s WHERE NOT EXISTS (SELECT FROM won WHERE won.row_key = \(keyExpr))
+            SELECT s._cdcr_idx FROM \(stage) s WHERE s._cdcr_op <> 'x' AND NOT EXISTS (SELECT FROM won WHERE won.row_key = \(keyExpr))
             """
 
         let on = table.primaryKey.map { "t.\(quoteIdentifier(cols[$0].name)) = s.\(quoteIdentifier(cols[$0].name))" }.joined(separator: " AND ")
@@ -52,7 +52,7 @@ struct StageStatements {
             let matched = nonKey.isEmpty ? "WHEN MATCHED THEN DO NOTHING" : "WHEN MATCHED THEN UPDATE SET \(set)"
             return """
                 MERGE INTO \(table.name.quoted) t
-                USING (SELECT s.* FROM \(stage) s LEFT JOIN unnest($1::int[]) AS lost(idx) ON lost.idx = s._cdcr_idx WHERE lost.idx IS NULL) s
+                USING (SELECT s.* FROM \(stage) s LEFT JOIN unnest($1::int[]) AS lost(idx) ON lost.idx = s._cdcr_idx WHERE lost.idx IS NULL AND s._cdcr_op <> 'x') s
                 ON \(on)
                 WHEN MATCHED AND s._cdcr_op = 'd' THEN DELETE
                 \(matched)
