@@ -140,12 +140,15 @@ public final class KafkaConsumer: @unchecked Sendable {
 
     /// The group's committed offsets for `partitions` (negative when none is committed).
     public func committed(_ partitions: [TopicPartition], timeoutMs: Int32 = 10_000) throws(KafkaError) -> [TopicPartition: Int64] {
+        try offsets(of: partitions, "fetch committed offsets") { rd_kafka_committed($0, $1, timeoutMs) }
+    }
+
+    /// Runs `fill` (a librdkafka call that sets each entry's offset) over a list of `partitions`.
+    private func offsets(of partitions: [TopicPartition], _ what: String,
+                         _ fill: (OpaquePointer, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) -> rd_kafka_resp_err_t) throws(KafkaError) -> [TopicPartition: Int64] {
         let rk = try rkHandle()
-        let query = partitions.map { TopicPartitionOffset(topic: $0.topic, partition: $0.partition, offset: -1001) }
-        let (err, result) = PartitionList.withList(query) { list in
-            (rd_kafka_committed(rk, list, timeoutMs), PartitionList.read(list))
-        }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "fetch committed offsets") }
+        let (err, result) = PartitionList.withList(partitions.map(\.unsetOffset)) { list in (fill(rk, list), PartitionList.read(list)) }
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, what) }
         var out: [TopicPartition: Int64] = [:]
         for (tpo, _) in result { out[TopicPartition(topic: tpo.topic, partition: tpo.partition)] = tpo.offset }
         return out
@@ -183,8 +186,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     public func timestamps(at positions: [TopicPartitionOffset], timeoutMs: Int32 = 3_000) throws(KafkaError) -> [TopicPartition: Int64] {
         guard !positions.isEmpty else { return [:] }
         let rk = try rkHandle()
-        let err = PartitionList.withList(positions) { rd_kafka_assign(rk, $0) }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "assign \(positions.count) partitions") }
+        try assign(positions)
         defer { rd_kafka_assign(rk, nil) }
         var waiting = Set(positions.map { TopicPartition(topic: $0.topic, partition: $0.partition) })
         var out: [TopicPartition: Int64] = [:]
@@ -195,7 +197,7 @@ public final class KafkaConsumer: @unchecked Sendable {
             guard waiting.remove(tp) != nil else { continue }
             out[tp] = m.timestampMillis
             // Its first message is all that is wanted: stop fetching the partition.
-            _ = PartitionList.withList([TopicPartitionOffset(topic: tp.topic, partition: tp.partition, offset: -1001)]) { rd_kafka_pause_partitions(rk, $0) }
+            _ = PartitionList.withList([tp.unsetOffset]) { rd_kafka_pause_partitions(rk, $0) }
         }
         return out
     }
@@ -205,13 +207,7 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// Absent for a partition with no position yet. Asks no broker.
     public func positions(_ partitions: [TopicPartition]) throws(KafkaError) -> [TopicPartition: Int64] {
         guard !partitions.isEmpty else { return [:] }
-        let rk = try rkHandle()
-        let query = partitions.map { TopicPartitionOffset(topic: $0.topic, partition: $0.partition, offset: -1001) }
-        let (err, result) = PartitionList.withList(query) { list in (rd_kafka_position(rk, list), PartitionList.read(list)) }
-        if err != RD_KAFKA_RESP_ERR_NO_ERROR { throw KafkaError(err, "read positions") }
-        var out: [TopicPartition: Int64] = [:]
-        for (tpo, _) in result where tpo.offset >= 0 { out[TopicPartition(topic: tpo.topic, partition: tpo.partition)] = tpo.offset }
-        return out
+        return try offsets(of: partitions, "read positions") { rk, list in rd_kafka_position(rk, list) }.filter { $0.value >= 0 }
     }
 
     /// The partitions currently assigned to this consumer.

@@ -82,6 +82,11 @@ public struct TopicPartition: Sendable, Hashable, CustomStringConvertible, Compa
 
 /// Converts librdkafka's topic-partition lists to and from Swift values. The list is owned by the
 /// caller of `withList` and destroyed when it returns.
+extension TopicPartition {
+    /// This partition in a list for a librdkafka call that fills in the offset (or ignores it).
+    var unsetOffset: TopicPartitionOffset { TopicPartitionOffset(topic: topic, partition: partition, offset: -1001) }
+}
+
 enum PartitionList {
     static func withList<R>(_ items: [TopicPartitionOffset], _ body: (UnsafeMutablePointer<rd_kafka_topic_partition_list_t>) throws -> R) rethrows -> R {
         let list = rd_kafka_topic_partition_list_new(Int32(max(items.count, 1)))!

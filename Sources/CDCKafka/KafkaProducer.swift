@@ -153,27 +153,26 @@ public final class KafkaProducer: @unchecked Sendable {
 private final class DeliveryReports: @unchecked Sendable {
     // @unchecked Sendable: all state is behind `state`.
     /// The current `send` call's generation, its reports so far, first error and offsets by message.
-    private let state = Mutex<(generation: UInt64, count: Int, error: rd_kafka_resp_err_t?, offsets: [Int64])>((0, 0, nil, []))
+    private let state = Mutex<(generation: UInt32, count: Int, error: rd_kafka_resp_err_t?, offsets: [Int64])>((0, 0, nil, []))
 
     /// Starts a `send` of `count` messages. Reports of earlier calls (one that timed out or failed
     /// part-way, whose messages librdkafka still delivers) carry an older generation and are ignored,
     /// so they can neither complete this call nor fail it.
-    func begin(count: Int) -> UInt64 {
+    func begin(count: Int) -> UInt32 {
         state.withLock { s in
-            var next = s.generation &+ 1
-            if next & 0xFFFF_FFFF == 0 { next &+= 1 }  // the tag keeps the low 32 bits; 0 would be a null opaque
+            let next = s.generation == .max ? 1 : s.generation + 1  // never 0: a tag of 0 would be a null opaque
             s = (next, 0, nil, [Int64](repeating: -1, count: count))
             return next
         }
     }
 
-    /// A message's opaque tag: the call's generation (from 1, so never a null pointer) and its index.
-    static func tag(generation: UInt64, index: Int) -> UInt64 { (generation & 0xFFFF_FFFF) << 32 | UInt64(index) }
+    /// A message's opaque tag: the call's generation (never 0, so never a null pointer) and its index.
+    static func tag(generation: UInt32, index: Int) -> UInt64 { UInt64(generation) << 32 | UInt64(index) }
 
     func record(_ err: rd_kafka_resp_err_t, offset: Int64, tag: UInt64) {
         state.withLock { s in
             let index = Int(tag & 0xFFFF_FFFF)
-            guard tag >> 32 == s.generation & 0xFFFF_FFFF, index < s.offsets.count else { return }
+            guard tag >> 32 == UInt64(s.generation), index < s.offsets.count else { return }
             s.count += 1
             s.offsets[index] = offset
             if err != RD_KAFKA_RESP_ERR_NO_ERROR && s.error == nil { s.error = err }
