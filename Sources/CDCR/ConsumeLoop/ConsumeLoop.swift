@@ -93,10 +93,12 @@ public final class ConsumeLoop {
                 try flush()
             } else {
                 try finishInFlight()
-                if !gotAny { try commitPastMarkers(consumer) }
-                if !gotAny, stopWhenCaughtUp, try caughtUp(consumer) {
-                    logger.info("caught up with every assigned partition; stopping")
-                    break
+                if !gotAny {
+                    try commitPastMarkers(consumer)
+                    if stopWhenCaughtUp, try caughtUp(consumer) {
+                        logger.info("caught up with every assigned partition; stopping")
+                        break
+                    }
                 }
             }
             if ContinuousClock.now - lastReport > .seconds(10) {
@@ -439,17 +441,11 @@ public final class ConsumeLoop {
     }
 
     /// True when the messages read so far (committed, in flight and pending) reach every assigned
-    /// partition's end offset.
+    /// partition's end offset. librdkafka's position covers every message polled and the transaction
+    /// markers after them, which no message offset shows.
     private func readToEnd(_ consumer: KafkaConsumer) throws -> Bool {
         let assigned = try consumer.assignment()
-        // librdkafka's position covers every message polled (pending and in flight included) and
-        // the transaction markers after them, which no message offset shows.
-        var position = committed.merging(uncommitted) { max($0, $1) }.merging(try consumer.positions(assigned)) { max($0, $1) }
-        for m in (inFlight?.batch ?? []) + pending {
-            let tp = TopicPartition(topic: m.topic, partition: m.partition)
-            position[tp] = max(position[tp] ?? -1, m.offset + 1)
-        }
-        return try firstBehind(position, of: assigned, consumer) == nil
+        return try firstBehind(consumer.positions(assigned), of: assigned, consumer) == nil
     }
 
     /// When nothing is pending or in flight, every message polled is applied and committed, so the

@@ -53,7 +53,9 @@ struct SourceCommand: ParsableCommand {
                 throw ValidationError("--older-than-days must be at least ledger_retention_days (\(settings.ledgerRetentionDays)): replays within it need those changes")
             }
             do {
-                let n = try SourceChangeLog.prune(on: try PGConnection.connect(url), olderThanDays: days)
+                let conn = try PGConnection.connect(url)
+                defer { conn.close() }
+                let n = try SourceChangeLog.prune(on: conn, olderThanDays: days)
                 print("pruned \(n) change-log rows older than \(days) days")
             } catch {
                 fail("\(error)")
