@@ -90,17 +90,11 @@ struct ConvergenceTests {
         #expect(sa == 0 && sb == 0, "seed \(seed): \(pa.stderr.suffix(1500)) \(pb.stderr.suffix(1500))")
 
         // Each change ID is claimed (applied or stale) by exactly one applier; the other counts it a duplicate.
-        func counts(_ p: ChildProcess) throws -> [String: Int64] {
-            let line = try #require(p.stdout.split(separator: "\n").last, "no run summary")
-            guard case let .object(fields) = try JSONParser.parse(String(line)) else { return [:] }
-            return Dictionary(fields.compactMap { k, v in v.int64Value.map { (k, $0) } }, uniquingKeysWith: { x, _ in x })
-        }
-        let (ca, cb) = (try counts(pa), try counts(pb))
-        let claimed = (ca["applied"] ?? 0) + (ca["stale"] ?? 0) + (cb["applied"] ?? 0) + (cb["stale"] ?? 0)
-        let duplicates = (ca["duplicate"] ?? 0) + (cb["duplicate"] ?? 0)
-        #expect(claimed == 3_000, "seed \(seed): \(ca) \(cb)")
-        #expect(duplicates == Int64(a.count + b.count - 3_000), "seed \(seed): \(ca) \(cb)")
-        #expect((ca["dead_lettered"] ?? 0) + (cb["dead_lettered"] ?? 0) == 0)
+        let (ca, cb) = (try runSummary(pa.stdout), try runSummary(pb.stdout))
+        func both(_ outcome: String) -> Int64 { (ca[outcome]?.int64Value ?? 0) + (cb[outcome]?.int64Value ?? 0) }
+        #expect(both("applied") + both("stale") == 3_000, "seed \(seed): \(pa.stdout) \(pb.stdout)")
+        #expect(both("duplicate") == Int64(a.count + b.count - 3_000), "seed \(seed): \(pa.stdout) \(pb.stdout)")
+        #expect(both("dead_lettered") == 0)
 
         let conn = try PGConnection.connect(target)
         #expect(try Expect.differences(conn, table: "public.orders", expected: w.expectedRows) == 0, "seed \(seed)")
@@ -216,8 +210,7 @@ struct GroupTests {
         // the commit made in the revoke handler; librdkafka's mock broker refuses commits while the
         // group rebalances, so there the last batch may be redelivered: it must then be a duplicate,
         // never a second application.)
-        func counts(_ p: ChildProcess) throws -> JSONValue { try JSONParser.parse(p.stdout.split(separator: "\n").last.map(String.init) ?? "{}") }
-        let (a, b) = (try counts(first), try counts(second))
+        let (a, b) = (try runSummary(first.stdout), try runSummary(second.stdout))
         let applied = (a["applied"]?.int64Value ?? 0) + (b["applied"]?.int64Value ?? 0)
         let stale = (a["stale"]?.int64Value ?? 0) + (b["stale"]?.int64Value ?? 0)
         #expect(applied + stale == 3_000)

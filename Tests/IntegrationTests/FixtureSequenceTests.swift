@@ -26,7 +26,7 @@ struct FixtureSequenceTests {
         #expect(try Expect.check(conn, expectedFile: "\(Fixtures.root)/\(name).expected.json") == [])
 
         // Every message got exactly one outcome, and committed offsets reached the end.
-        let counts = try JSONParser.parse(first.stdout.split(separator: "\n").last.map(String.init) ?? "{}")
+        let counts = try runSummary(first.stdout)
         let total = ["applied", "duplicate", "stale", "dead_lettered", "tombstone", "truncate_ignored"]
             .compactMap { counts[$0]?.int64Value }.reduce(0, +)
         #expect(total == Int64(lines.count))
@@ -37,7 +37,7 @@ struct FixtureSequenceTests {
         // The whole sequence again under a new group: every change is a duplicate, the rows stay.
         let again = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: topic, group: "g2", target: target))
         #expect(again.status == 0)
-        let againCounts = try JSONParser.parse(again.stdout.split(separator: "\n").last.map(String.init) ?? "{}")
+        let againCounts = try runSummary(again.stdout)
         #expect(againCounts["applied"]?.int64Value == 0)
         #expect(try Expect.check(conn, expectedFile: "\(Fixtures.root)/\(name).expected.json") == [])
     }
@@ -50,7 +50,7 @@ struct FixtureSequenceTests {
         try kafka.createTopic("fx.dbz")
         _ = try kafka.produce(fixture: "\(Fixtures.root)/debezium/with-schema.jsonl", topic: "fx.dbz")
         let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.dbz", group: "g", target: target))
-        let counts = try JSONParser.parse(r.stdout.split(separator: "\n").last.map(String.init) ?? "{}")
+        let counts = try runSummary(r.stdout)
         // A redelivered duplicate; a late older update of a deleted row and an update older than the
         // row's insert are stale; the tombstone after the delete is skipped.
         #expect(counts["duplicate"]?.int64Value == 1)
@@ -73,7 +73,7 @@ struct FixtureSequenceTests {
 
         let ignored = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.trunc", group: "g1", target: target))
         #expect(ignored.status == 0)
-        #expect(try JSONParser.parse(ignored.stdout.split(separator: "\n").last.map(String.init) ?? "{}")["truncate_ignored"]?.int64Value == 1)
+        #expect(try runSummary(ignored.stdout)["truncate_ignored"]?.int64Value == 1)
         #expect(try Expect.count(conn, "SELECT count(*) FROM public.order_items") == 2)
 
         let applied = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.trunc", group: "g2", target: target, extra: ["--apply-truncate"]))

@@ -68,7 +68,7 @@ struct PoisonTests {
         ])
         let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fold", group: "g", target: target))
         #expect(r.status == 0, "\(r.stderr)")
-        let summary = try JSONParser.parse(String(r.stdout.split(separator: "\n").last ?? ""))
+        let summary = try runSummary(r.stdout)
         #expect(summary["dead_lettered"]?.int64Value == 2 && summary["applied"]?.int64Value == 2, "\(r.stdout)")
         let dead = try kafka.read(topic: "fold.dlq", count: 2, timeout: .seconds(15))
         #expect(Set(dead.compactMap { $0.header(DeadLetterWriter.Header.changeID) }) == ["a1", "b1"])

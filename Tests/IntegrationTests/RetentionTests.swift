@@ -61,7 +61,7 @@ struct RetentionTests {
         // Reported: in the log, in the run's summary (and as cdcr_kafka_lost_messages_total).
         #expect(second.stderr.contains("Kafka deleted messages before cdcr read them"), "\(second.stderr.suffix(2000))")
         #expect(second.stderr.contains("lost_offsets=5..<\(low)"), "\(second.stderr.suffix(2000))")
-        let summary = try JSONParser.parse(second.stdout.split(separator: "\n").last.map(String.init) ?? "")
+        let summary = try runSummary(second.stdout)
         #expect(summary["lost_to_retention"]?.int64Value == low - 5)
         // The applier went on with what the log still holds.
         let conn = try PGConnection.connect(target)
@@ -77,6 +77,6 @@ struct RetentionTests {
         let third = try CDCRProcess.run(args)
         try #require(third.status == 0, "\(third.stderr.suffix(2000))")
         #expect(!third.stderr.contains("Kafka deleted messages"))
-        #expect(try JSONParser.parse(third.stdout.split(separator: "\n").last.map(String.init) ?? "")["lost_to_retention"]?.int64Value == 0)
+        #expect(try runSummary(third.stdout)["lost_to_retention"]?.int64Value == 0)
     }
 }

@@ -92,6 +92,11 @@ enum CDCRProcess {
     }
 }
 
+/// The outcome counts `run --stop-when-caught-up` prints as its last line (an empty object when none).
+func runSummary(_ stdout: String) throws -> JSONValue {
+    try JSONParser.parse(stdout.split(separator: "\n").last.map(String.init) ?? "{}")
+}
+
 /// The common flags of an applier run against a test broker and target.
 func runArgs(brokers: String, topic: String, group: String, target: String, extra: [String] = []) -> [String] {
     ["run", "--brokers", brokers, "--topic", topic, "--group", group, "--target", target, "--stop-when-caught-up",
