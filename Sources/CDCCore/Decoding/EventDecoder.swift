@@ -19,7 +19,16 @@ public struct EventDecoder: Sendable {
             throw PoisonError(.undecodable, "message value is not JSON (\(error))")
         }
         if case .null = json { return .tombstone }
-        let keyJSON = key.flatMap { try? JSONParser.parse(bytes: $0) }
+        // A key need not be JSON (native events ignore it), but one that names a member twice is
+        // ambiguous like any other part of an event.
+        var keyJSON: JSONValue?
+        if let key {
+            do {
+                keyJSON = try JSONParser.parse(bytes: key)
+            } catch where error.isDuplicateName {
+                throw PoisonError(.undecodable, "message key is ambiguous (\(error))")
+            } catch {}
+        }
         switch choice {
         case .native: return try NativeDecoder.decode(json)
         case .debezium: return try DebeziumDecoder.decode(json, messageKey: keyJSON)

@@ -9,6 +9,9 @@ public struct JSONParseError: Error, Sendable, Equatable, CustomStringConvertibl
     }
 
     public var description: String { "invalid JSON at byte \(offset): \(reason)" }
+
+    /// The text names one member twice (see `JSONParser`).
+    public var isDuplicateName: Bool { reason.hasPrefix("duplicate member name") }
 }
 
 /// A strict RFC 8259 parser over UTF-8 bytes that keeps numbers as text.
@@ -81,12 +84,27 @@ public struct JSONParser {
         if depth > JSONParser.maxDepth { throw error("nesting deeper than \(JSONParser.maxDepth)") }
         index += 1
         var members: [(String, JSONValue)] = []
+        var names = Set<String>()
         skipWhitespace()
         if index < bytes.count, bytes[index] == UInt8(ascii: "}") { index += 1; return .object(members) }
         while true {
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: "\"") else { throw error("expected a member name") }
+            let keyOffset = index
             let key = try parseString()
+            // A repeated name is refused: RFC 8259 leaves its meaning open, and parsers disagree on
+            // which occurrence wins, so one event could mean two things to two readers.
+            // Small objects scan their members; wide rows switch to a set.
+            let repeated: Bool
+            if members.count < 16 {
+                repeated = members.contains(where: { $0.0 == key })
+            } else {
+                if names.isEmpty { names = Set(members.map(\.0)) }
+                repeated = !names.insert(key).inserted
+            }
+            if repeated {
+                throw JSONParseError(reason: "duplicate member name \(Self.quotedName(key))", offset: keyOffset)
+            }
             skipWhitespace()
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { throw error("expected ':'") }
             index += 1
@@ -138,6 +156,11 @@ public struct JSONParser {
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
         return String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+    }
+
+    /// A member name for an error message, cut to a readable length.
+    static func quotedName(_ name: String) -> String {
+        "'" + (name.count > 80 ? String(name.prefix(80)) + "…" : name) + "'"
     }
 
     private func isDigit(_ b: UInt8) -> Bool { b >= UInt8(ascii: "0") && b <= UInt8(ascii: "9") }
