@@ -40,6 +40,9 @@ struct GlobalOptions: ParsableArguments {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical (CDCR_LOG_LEVEL).")
     var logLevel: String?
 
+    @Option(name: .customLong("deny-schema"), help: "A target schema events may never write, besides cdcr's own and PostgreSQL's catalogs; repeatable (CDCR_DENY_SCHEMAS).")
+    var denySchemas: [String] = []
+
     var overrides: SettingsOverrides {
         var o = SettingsOverrides()
         o.brokers = brokers
@@ -49,6 +52,7 @@ struct GlobalOptions: ParsableArguments {
         o.sourceURL = source
         o.kafkaProperties = kafkaProperties
         o.logLevel = logLevel
+        o.denySchemas = denySchemas
         return o
     }
 

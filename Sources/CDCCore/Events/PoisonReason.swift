@@ -8,6 +8,9 @@ public enum PoisonReason: String, Sendable, Equatable, CaseIterable {
     /// The table is not in the target catalog (or not in the `tables` allowlist).
     case unknownTable = "unknown_table"
     case unknownColumn = "unknown_column"
+    /// The table is in a schema events may never write: cdcr's own bookkeeping, a system catalog
+    /// (`pg_catalog`, `information_schema`, any `pg_*`) or a schema in the configured deny list.
+    case forbiddenTable = "forbidden_table"
     /// A value the target column's type rejects (SQLSTATE class 22).
     case invalidValue = "invalid_value"
     /// A NOT NULL, CHECK, UNIQUE or foreign-key violation (SQLSTATE class 23).

@@ -6,9 +6,11 @@ import CDCPostgres
 public final class Catalog {
     private var cache: [TableName: TargetTable?] = [:]
     private let allowlist: Set<TableName>?
+    private let forbidden: ForbiddenSchemas
 
-    public init(allowlist: [TableName]?) {
+    public init(allowlist: [TableName]?, denySchemas: [String] = []) {
         self.allowlist = allowlist.map(Set.init)
+        self.forbidden = ForbiddenSchemas(configured: denySchemas)
     }
 
     /// The cached tables that changes can be applied to (allowlisted, with a primary key).
@@ -21,6 +23,7 @@ public final class Catalog {
     /// Reads `name` from the catalog again; returns whether its definition differs from the cached
     /// one (a column or the table itself added since). Names outside the allowlist are not looked up.
     public func reload(_ name: TableName, on conn: PGConnection) throws -> Bool {
+        if forbidden.refusal(name) != nil { return false }
         if let allowlist, !allowlist.contains(name) { return false }
         let fresh = try Self.load(name, on: conn)
         let old: TargetTable? = cache[name] ?? nil
@@ -33,6 +36,9 @@ public final class Catalog {
 
     /// The table, or a poison error naming why it cannot be written.
     public func table(_ name: TableName, on conn: PGConnection) throws -> TargetTable {
+        // Before the allowlist and the catalog: an allowlist naming a forbidden table does not
+        // open it, and a forbidden name never costs a catalog query.
+        if let refusal = forbidden.refusal(name) { throw refusal }
         if let allowlist, !allowlist.contains(name) {
             throw PoisonError(.unknownTable, "table \(name) is not in the configured tables allowlist")
         }

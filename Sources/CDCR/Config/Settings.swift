@@ -22,6 +22,13 @@ public struct Settings: Sendable {
     public var kafkaProperties: [(String, String)] = []
     /// Allowlist of target tables changes may touch; nil allows every table in the catalog.
     public var tables: [TableName]?
+    /// Schemas events may never write, on top of the ones that are always refused (`cdcr`,
+    /// `pg_catalog`, `information_schema`, `pg_toast` and every other `pg_*` schema).
+    public var denySchemas: [String] = []
+    /// How often a batch that failed for a reason that is neither clearly transient nor clearly
+    /// about one change (SQLSTATE classes 58, XX, …) is retried before its changes are isolated
+    /// one by one and the failing ones dead-lettered.
+    public var unclearErrorRetries = 3
     /// Source table → target table renames.
     public var tableMap: [TableName: TableName] = [:]
     public var format: FormatChoice = .auto

@@ -25,6 +25,8 @@ public struct SettingsOverrides: Sendable {
     public var format: String?
     public var onPoison: String?
     public var dlqTopic: String?
+    public var denySchemas: [String] = []
+    public var unclearErrorRetries: Int?
     public var batchMaxEvents: Int?
     public var batchMaxWaitMs: Int?
     public var applyTruncate: Bool?
@@ -72,6 +74,8 @@ public enum SettingsLoader {
                 guard let props = value.objectMembers else { throw ConfigError(where_, "must be an object of strings") }
                 for (k, v) in props { s.kafkaProperties.append((k, try scalarText(v, "\(where_).\(k)"))) }
             case "tables": s.tables = try strings(value, where_).map(TableName.init(parsing:))
+            case "deny_schemas": s.denySchemas = try strings(value, where_)
+            case "unclear_error_retries": s.unclearErrorRetries = try int(value, where_)
             case "table_map":
                 guard let pairs = value.objectMembers else { throw ConfigError(where_, "must map source tables to target tables") }
                 for (k, v) in pairs { s.tableMap[TableName(parsing: k)] = TableName(parsing: try string(v, "\(where_).\(k)")) }
@@ -148,6 +152,8 @@ public enum SettingsLoader {
         if let v = env["CDCR_FORMAT"] { s.format = try choice(v, "CDCR_FORMAT") }
         if let v = env["CDCR_ON_POISON"] { s.onPoison = try choice(v, "CDCR_ON_POISON") }
         if let v = env["CDCR_DLQ_TOPIC"] { s.dlqTopic = v }
+        if let v = env["CDCR_DENY_SCHEMAS"] { s.denySchemas = v.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty } }
+        if let v = env["CDCR_UNCLEAR_ERROR_RETRIES"] { s.unclearErrorRetries = try int(.string(v), "CDCR_UNCLEAR_ERROR_RETRIES") }
         if let v = env["CDCR_CHANGE_LOG_RETENTION_DAYS"] { s.changeLogRetentionDays = try int(.string(v), "CDCR_CHANGE_LOG_RETENTION_DAYS") }
         if let v = env["CDCR_BATCH_MAX_EVENTS"] { s.batchMaxEvents = try int(.string(v), "CDCR_BATCH_MAX_EVENTS") }
         if let v = env["CDCR_BATCH_MAX_WAIT_MS"] { s.batchMaxWaitMs = try int(.string(v), "CDCR_BATCH_MAX_WAIT_MS") }
@@ -174,6 +180,8 @@ public enum SettingsLoader {
         if let v = o.format { s.format = try choice(v, "--format") }
         if let v = o.onPoison { s.onPoison = try choice(v, "--on-poison") }
         if let v = o.dlqTopic { s.dlqTopic = v }
+        if !o.denySchemas.isEmpty { s.denySchemas = o.denySchemas }
+        if let v = o.unclearErrorRetries { s.unclearErrorRetries = v }
         if let v = o.batchMaxEvents { s.batchMaxEvents = v }
         if let v = o.batchMaxWaitMs { s.batchMaxWaitMs = v }
         if let v = o.applyTruncate { s.applyTruncate = v }
@@ -193,6 +201,12 @@ public enum SettingsLoader {
         }
         if !(1...600_000).contains(s.batchMaxWaitMs) {
             throw ConfigError("batch.max_wait_ms (--batch-max-wait-ms, CDCR_BATCH_MAX_WAIT_MS)", "must be between 1 and 600000, got \(s.batchMaxWaitMs)")
+        }
+        if !(0...100).contains(s.unclearErrorRetries) {
+            throw ConfigError("unclear_error_retries (--unclear-error-retries, CDCR_UNCLEAR_ERROR_RETRIES)", "must be between 0 and 100, got \(s.unclearErrorRetries)")
+        }
+        for schema in s.denySchemas where schema.isEmpty {
+            throw ConfigError("deny_schemas (--deny-schema, CDCR_DENY_SCHEMAS)", "an empty schema name")
         }
         if s.ledgerRetentionDays < 1 { throw ConfigError("ledger_retention_days", "must be at least 1") }
         if let days = s.changeLogRetentionDays, days != 0, days < s.ledgerRetentionDays {
@@ -237,7 +251,12 @@ public enum SettingsLoader {
     private static func strings(_ v: JSONValue, _ name: String) throws(ConfigError) -> [String] {
         guard case let .array(items) = v else { throw ConfigError(name, "must be an array of strings") }
         var out: [String] = []
-        for item in items { out.append(try string(item, name)) }
+        for (i, item) in items.enumerated() {
+            guard let text = item.stringValue else {
+                throw ConfigError(name, "entry \(i + 1) (\(item.serialized.prefix(80))) must be a string")
+            }
+            out.append(text)
+        }
         return out
     }
 

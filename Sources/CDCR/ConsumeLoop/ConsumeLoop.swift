@@ -62,6 +62,7 @@ public final class ConsumeLoop {
         guard let url = settings.targetURL else { throw ConfigError("target", "no target database: pass --target or set CDCR_TARGET_URL") }
         applier = try connectTarget(url, installSchema: true)
         guard !stop.isStopped else { return summary }
+        if let applier { warnIfSuperuser(applier.conn) }
 
         let props = settings.kafkaClientProperties(extra: [
             ("group.id", settings.group), ("auto.offset.reset", "earliest"),
@@ -194,6 +195,17 @@ public final class ConsumeLoop {
             Replay them from the source change log: the scheduled gap filler covers them if its window reaches back \
             far enough, else run `cdcr replay --from <when this partition was last applied> --to <first_retained_at>`.
             """, metadata: metadata)
+    }
+
+    /// Events can only write user tables (see `ForbiddenSchemas`), but a superuser target role
+    /// would still let a bug or a forged event anywhere a superuser reaches: say so once.
+    private func warnIfSuperuser(_ conn: PGConnection) {
+        guard let row = try? conn.query("SELECT current_user::text, rolsuper FROM pg_roles WHERE rolname = current_user").rows.first,
+              row[1] == "t" else { return }
+        logger.warning("""
+            the target role \(row[0] ?? "?") is a superuser; run cdcr as a role that may only write the replicated \
+            tables and its own cdcr schema (see docs/OPERATIONS.md, "Target role")
+            """)
     }
 
     /// Deletes ledger entries and tombstones older than the retention, in bounded chunks, between
