@@ -1,5 +1,5 @@
 /// How a target column's type reads a JSON value. Derived from the catalog's type.
-public enum ColumnKind: Sendable, Equatable {
+public enum ColumnKind: Sendable, Hashable {
     case bool, integer, numeric, float, text, date, timestamp, timestamptz, time, json, uuid, bytea, array, other
 
     /// Maps a PostgreSQL type name (`pg_type.typname`) and category (`typcategory`) to a kind.

@@ -21,6 +21,9 @@ public enum DebeziumDecoder {
         guard let schemaName = source["schema"]?.stringValue, let tableName = source["table"]?.stringValue else {
             throw PoisonError(.undecodable, "Debezium source block lacks schema or table")
         }
+        if schemaName.utf8.contains(0) || tableName.utf8.contains(0) {
+            throw PoisonError(.undecodable, "Debezium source schema or table contains a NUL character")
+        }
         let table = TableName(schema: schemaName, name: tableName)
         let lsn = source["lsn"]?.int64Value
         guard let op = payload["op"]?.stringValue else { throw PoisonError(.unknownOperation, "Debezium op is missing") }

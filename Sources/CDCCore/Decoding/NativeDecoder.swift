@@ -11,10 +11,12 @@ public enum NativeDecoder {
         case nil, .null?: throw PoisonError(.undecodable, "change_id is missing")
         default: throw PoisonError(.undecodable, "change_id must be a non-empty string or an integer")
         }
+        if changeID.utf8.contains(0) { throw PoisonError(.undecodable, "change_id contains a NUL character") }
 
         guard let tableText = object["table"]?.stringValue, !tableText.isEmpty else {
             throw PoisonError(.undecodable, "table is missing or not a string")
         }
+        if tableText.utf8.contains(0) { throw PoisonError(.undecodable, "table contains a NUL character") }
         let table = TableName(parsing: tableText)
 
         guard let opText = object["operation"]?.stringValue else {

@@ -18,7 +18,7 @@ public final class BatchApplier {
     private var statements: [TableName: (TargetTable, StageStatements)] = [:]
     /// The last ledger claim met IDs already there (a redelivery, a replay): claim the next batch
     /// with the path that skips them.
-    private var expectDuplicates = false
+    var expectDuplicates = false
     /// Time spent per phase of the last batch (debug logging, benchmarks).
     public private(set) var phases: [(String, Duration)] = []
     private var phaseStart = ContinuousClock.now
@@ -37,7 +37,7 @@ public final class BatchApplier {
     public init(conn: PGConnection, settings: Settings, logger: Logger) {
         self.conn = conn
         self.settings = settings
-        self.catalog = Catalog(allowlist: settings.tables)
+        self.catalog = Catalog(allowlist: settings.tables, denySchemas: settings.denySchemas)
         self.logger = logger
     }
 
@@ -115,7 +115,8 @@ public final class BatchApplier {
 
     private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, isolated: Bool) throws -> [EventOutcome] {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
-        let claimed = try claimInLedger(prepared?.ledger ?? LedgerRows(items, settings: settings), items)
+        let claim = try claimInLedger(prepared?.ledger ?? LedgerRows(items, settings: settings), items)
+        let claimed = claim.claimed
         mark("ledger_claim")
 
         var steps: [Step] = []
@@ -144,6 +145,10 @@ public final class BatchApplier {
                         outcomes[i] = .deadLettered(p)
                     }
                 case let .success(.change(event)):
+                    if let refused = claim.refused[i] {
+                        outcomes[i] = .deadLettered(refused)
+                        continue
+                    }
                     if !claimed[i] {
                         outcomes[i] = .duplicate
                         continue
@@ -248,67 +253,6 @@ public final class BatchApplier {
         return sql
     }
 
-    /// Records every change ID of the batch in the ledger up front. Returns, per item, whether this
-    /// batch claimed it: false for non-changes, for an ID already in the ledger and for the second
-    /// occurrence of an ID in the batch (all duplicates). A concurrent transaction claiming the same
-    /// ID (a replay) makes this one wait for it, so a change is applied by exactly one of them.
-    ///
-    /// Usually no ID is there yet, so the entries are COPYed straight into the ledger under a savepoint
-    /// (half the cost of an upsert); a unique violation rolls that back and the batch takes the path
-    /// that skips duplicates, which stays the first choice until a batch finds none again.
-    private func claimInLedger(_ rows: LedgerRows, _ items: [Result<DecodedMessage, PoisonError>]) throws -> [Bool] {
-        guard rows.count > 0 else { return rows.first }
-        if !expectDuplicates {
-            try conn.execute("SAVEPOINT cdcr_claim")
-            do {
-                try conn.copyIn("COPY cdcr.ledger (change_id, table_name, outcome) FROM STDIN", data: rows.data)
-                try conn.execute("RELEASE SAVEPOINT cdcr_claim")
-                return rows.first
-            } catch {
-                guard error.sqlState == "23505" else { throw error }
-                try conn.execute("ROLLBACK TO SAVEPOINT cdcr_claim; RELEASE SAVEPOINT cdcr_claim")
-            }
-        }
-        try conn.execute("""
-            CREATE TEMP TABLE IF NOT EXISTS cdcr_ledger_stage (change_id text, table_name text, outcome "char") ON COMMIT DELETE ROWS;
-            DELETE FROM cdcr_ledger_stage;
-            """)
-        try conn.copyIn("COPY cdcr_ledger_stage FROM STDIN", data: rows.data)
-        let inserted = try conn.execute("""
-            INSERT INTO cdcr.ledger (change_id, table_name, outcome)
-            SELECT change_id, table_name, outcome FROM cdcr_ledger_stage ON CONFLICT (change_id) DO NOTHING RETURNING change_id
-            """)
-        let claimed = Set(inserted.rows.compactMap { $0[0] })
-        expectDuplicates = claimed.count < rows.count
-        var fresh = rows.first
-        for (i, item) in items.enumerated() where fresh[i] {
-            if case let .success(.change(event)) = item, !claimed.contains(event.changeID) { fresh[i] = false }
-        }
-        return fresh
-    }
-
-    /// Marks stale changes as such and removes the claims of dead-lettered ones (not applied, so a
-    /// corrected re-send can still apply). Both are rare, so this is usually no statement at all.
-    private func settleLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], claimed: [Bool]) throws {
-        var stale: [String] = []
-        var dropped: [String] = []
-        for (i, outcome) in outcomes.enumerated() {
-            let isStale: Bool
-            switch outcome {
-            case .stale?, nil: isStale = true
-            case .deadLettered?: isStale = false
-            default: continue
-            }
-            guard claimed[i], case let .success(.change(event)) = items[i] else { continue }
-            if isStale { stale.append(event.changeID) } else { dropped.append(event.changeID) }
-        }
-        if !stale.isEmpty {
-            try conn.query("UPDATE cdcr.ledger SET outcome = 's' WHERE change_id = ANY($1::text[])", [pgArrayLiteral(stale)])
-        }
-        if !dropped.isEmpty {
-            try conn.query("DELETE FROM cdcr.ledger WHERE change_id = ANY($1::text[])", [pgArrayLiteral(dropped)])
-        }
-    }
 }
 
 /// A PostgreSQL array literal of text values, for binding as one `text[]` parameter.

@@ -50,26 +50,45 @@ public struct PreparedBatch: Sendable {
     }
 }
 
-/// The ledger entries of a batch: one per distinct change ID, in COPY text form.
+/// The ledger entries of a batch: one per distinct change ID, in COPY text form. The stored ID is
+/// `BookkeepingKey.stored(changeID)` (a digest for a long ID, whose full text goes beside it).
 struct LedgerRows: Sendable {
-    /// `change_id, table_name, outcome` rows for `cdcr.ledger`.
+    /// `change_id, table_name, outcome, full_change_id` rows for `cdcr.ledger`.
     let data: [UInt8]
     /// Per batch position: a change whose ID did not occur earlier in the batch.
     let first: [Bool]
     let count: Int
+    /// Per row of `data`: where it ends in `data`, and the batch position it belongs to.
+    let rowEnds: [Int]
+    let rowItems: [Int]
 
     init(_ items: [Result<DecodedMessage, PoisonError>], settings: Settings) {
         var data: [UInt8] = []
         var ids = Set<String>()
         var first = [Bool](repeating: false, count: items.count)
+        var rowEnds: [Int] = []
+        var rowItems: [Int] = []
         for (i, item) in items.enumerated() {
-            guard case let .success(.change(event)) = item, ids.insert(event.changeID).inserted else { continue }
+            guard case let .success(.change(event)) = item else { continue }
+            let stored = BookkeepingKey.stored(event.changeID)
+            guard ids.insert(stored).inserted else { continue }
             first[i] = true
-            CopyText.appendRow([event.changeID, settings.targetTable(for: event.table).description, "a"], to: &data)
+            let full = stored == event.changeID ? nil : event.changeID
+            CopyText.appendRow([stored, settings.targetTable(for: event.table).description, "a", full], to: &data)
+            rowEnds.append(data.count)
+            rowItems.append(i)
         }
         self.data = data
         self.first = first
         count = ids.count
+        self.rowEnds = rowEnds
+        self.rowItems = rowItems
+    }
+
+    /// The COPY data of rows `range` (indexes into `rowItems`).
+    func data(rows range: Range<Int>) -> ArraySlice<UInt8> {
+        let start = range.lowerBound == 0 ? 0 : rowEnds[range.lowerBound - 1]
+        return data[start..<(range.isEmpty ? start : rowEnds[range.upperBound - 1])]
     }
 }
 

@@ -67,10 +67,26 @@ struct StageStatements {
 extension StageStatements {
     /// The SQL expression of a row's key in `cdcr.row_versions`, computed by PostgreSQL so every path
     /// agrees on it: the key column's text for a single-column key, else `jsonb_build_array(…)::text`.
+    ///
+    /// A key whose text can be long (text, numeric, any type cdcr cannot bound) is stored in
+    /// `BookkeepingKey`'s fixed-width form when it has to be, so a legitimate 2,600-character key
+    /// never exceeds the btree limit of `row_versions`' primary key. Keys of bounded types (integers,
+    /// uuid, dates, times, a few of them together) skip that test: their text can never be long or
+    /// start with the digest prefix.
     static func rowKey(_ table: TargetTable, alias: String) -> String {
         let cols = table.primaryKey.map { "\(alias)." + quoteIdentifier(table.columns[$0].name) }
-        return cols.count == 1 ? "(\(cols[0]))::text" : "jsonb_build_array(" + cols.joined(separator: ", ") + ")::text"
+        let raw = cols.count == 1 ? "(\(cols[0]))::text" : "jsonb_build_array(" + cols.joined(separator: ", ") + ")::text"
+        let bounded = table.primaryKey.count <= 8 && table.primaryKey.allSatisfy { Self.boundedKinds.contains(table.columns[$0].kind) }
+        if bounded { return raw }
+        let prefix = BookkeepingKey.prefix
+        return """
+            (CASE WHEN octet_length(\(raw)) <= \(BookkeepingKey.maxStoredBytes) AND NOT starts_with(\(raw), '\(prefix)') THEN \(raw) \
+            ELSE '\(prefix)' || encode(sha256(convert_to(\(raw), 'UTF8')), 'hex') END)
+            """
     }
+
+    /// Column kinds whose text form is short and never starts with `BookkeepingKey.prefix`.
+    static let boundedKinds: Set<ColumnKind> = [.bool, .integer, .float, .date, .timestamp, .timestamptz, .time, .uuid]
 }
 
 /// FNV-1a 64-bit of a string, as 16 hex digits; names stage tables after a table's definition.

@@ -77,6 +77,11 @@ public enum BookkeepingSchema {
         ALTER TABLE cdcr.ledger ALTER COLUMN change_id TYPE text COLLATE "C";
         ALTER TABLE cdcr.row_versions ALTER COLUMN table_name TYPE text COLLATE "C", ALTER COLUMN row_key TYPE text COLLATE "C";
         """,
+        // Change IDs and row keys of any length: one longer than BookkeepingKey.maxStoredBytes is
+        // stored as its SHA-256 (a btree entry must fit a third of a page), its text kept here.
+        """
+        ALTER TABLE cdcr.ledger ADD COLUMN full_change_id text;  -- the change ID when change_id holds its digest, else NULL
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

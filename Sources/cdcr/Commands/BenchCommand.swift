@@ -27,21 +27,21 @@ struct ApplyBench: ParsableCommand {
     @Option(help: "Admin libpq URL of a local PostgreSQL; the benchmark creates and drops its own databases.")
     var target: String
 
-    @Option(help: "Events in (a) and (b).")
+    @Option(parsing: .unconditional, help: "Events in (a) and (b).")
     var events = 1_000_000
 
-    @Option(help: "Distinct keys.")
+    @Option(parsing: .unconditional, help: "Distinct keys.")
     var keys = 100_000
 
-    @Option(help: "Events in the naive sample (c).")
+    @Option(parsing: .unconditional, help: "Events in the naive sample (c).")
     var naiveSample = 20_000
 
     static let partitions = 32
 
-    @Option(help: "Missing changes replayed in (d).")
+    @Option(parsing: .unconditional, help: "Missing changes replayed in (d).")
     var replayChanges = 100_000
 
-    @Option(help: "Batch size for (a).")
+    @Option(parsing: .unconditional, help: "Batch size for (a).")
     var batchMaxEvents = 20_000
 
     func run() throws {

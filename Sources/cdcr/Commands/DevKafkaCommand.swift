@@ -9,10 +9,10 @@ struct DevKafkaCommand: ParsableCommand {
         discussion: "Prints bootstrap=HOST:PORT on its first line. For development, demos and tests only: data lives in memory."
     )
 
-    @Option(help: "Also accept bootstrap connections on this loopback port (forwarded to the broker).")
+    @Option(parsing: .unconditional, help: "Also accept bootstrap connections on this loopback port (forwarded to the broker).")
     var port: Int?
 
-    @Option(help: "Partitions of each --topic.")
+    @Option(parsing: .unconditional, help: "Partitions of each --topic.")
     var partitions: Int = 1
 
     @Option(name: .customLong("topic"), help: "Topic to create; repeatable.")

@@ -38,7 +38,7 @@ struct SourceCommand: ParsableCommand {
             abstract: "Delete change-log rows older than the retention that every relay has published.",
             discussion: "cdcr run prunes hourly when it gap-fills; this is for sources read only by relay and replay.")
         @OptionGroup var global: GlobalOptions
-        @Option(help: "Keep this many days (default: change_log_retention_days, else ledger_retention_days).")
+        @Option(parsing: .unconditional, help: "Keep this many days (default: change_log_retention_days, else ledger_retention_days).")
         var olderThanDays: Int?
 
         func run() throws {
@@ -88,7 +88,7 @@ struct RelayCommand: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Flag(help: "Publish what is committed now, then exit.")
     var once = false
-    @Option(help: "Pause between passes, ms.")
+    @Option(parsing: .unconditional, help: "Pause between passes, ms.")
     var intervalMs = 500
 
     func run() throws {

@@ -17,9 +17,9 @@ struct LagCommand: ParsableCommand {
     var json = false
     @Flag(help: "Refresh in place until interrupted.")
     var watch = false
-    @Option(help: "Seconds between refreshes with --watch.")
+    @Option(parsing: .unconditional, help: "Seconds between refreshes with --watch.")
     var interval = 5
-    @Option(help: "Sliding window of the status rules, seconds.")
+    @Option(parsing: .unconditional, help: "Sliding window of the status rules, seconds.")
     var window = 300
     @Option(help: "Exit 2 when the group status reaches this level: warn or err.")
     var failOn: String?

@@ -25,22 +25,25 @@ struct RunCommand: AsyncParsableCommand {
     @Option(help: "Dead-letter topic (default <topic>.dlq) (CDCR_DLQ_TOPIC).")
     var dlqTopic: String?
 
-    @Option(help: "Most events per batch (CDCR_BATCH_MAX_EVENTS).")
+    @Option(parsing: .unconditional, help: "Most events per batch (CDCR_BATCH_MAX_EVENTS).")
     var batchMaxEvents: Int?
 
-    @Option(help: "Longest wait to fill a batch, ms (CDCR_BATCH_MAX_WAIT_MS).")
+    @Option(parsing: .unconditional, help: "Longest wait to fill a batch, ms (CDCR_BATCH_MAX_WAIT_MS).")
     var batchMaxWaitMs: Int?
+
+    @Option(parsing: .unconditional, help: "Retries of a batch that failed for an unclear reason (SQLSTATE 58, XX, …) before its changes are isolated and the failing ones dead-lettered (default 3; CDCR_UNCLEAR_ERROR_RETRIES).")
+    var unclearErrorRetries: Int?
 
     @Flag(help: "Apply Debezium truncate events (default: ignore and count them).")
     var applyTruncate = false
 
-    @Option(help: "Gap filling: seconds between passes over the source change log (needs --source) (CDCR_GAP_FILL_INTERVAL).")
+    @Option(parsing: .unconditional, help: "Gap filling: seconds between passes over the source change log (needs --source) (CDCR_GAP_FILL_INTERVAL).")
     var gapFillInterval: Int?
 
-    @Option(help: "Gap filling: length of the window each pass replays, seconds (CDCR_GAP_FILL_WINDOW).")
+    @Option(parsing: .unconditional, help: "Gap filling: length of the window each pass replays, seconds (CDCR_GAP_FILL_WINDOW).")
     var gapFillWindow: Int?
 
-    @Option(help: "Gap filling: how long ago the window ends, seconds (CDCR_GAP_FILL_SETTLE).")
+    @Option(parsing: .unconditional, help: "Gap filling: how long ago the window ends, seconds (CDCR_GAP_FILL_SETTLE).")
     var gapFillSettle: Int?
 
     @Flag(help: "Do not run the gap filler even when a source is configured.")
@@ -59,6 +62,7 @@ struct RunCommand: AsyncParsableCommand {
             o.dlqTopic = dlqTopic
             o.batchMaxEvents = batchMaxEvents
             o.batchMaxWaitMs = batchMaxWaitMs
+            o.unclearErrorRetries = unclearErrorRetries
             if applyTruncate { o.applyTruncate = true }
             o.gapFillInterval = gapFillInterval
             o.gapFillWindow = gapFillWindow

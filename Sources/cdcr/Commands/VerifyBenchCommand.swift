@@ -17,10 +17,10 @@ struct VerifyBench: ParsableCommand {
     @Option(help: "Admin libpq URL of a local PostgreSQL; the benchmark creates and drops its own databases.")
     var target: String
 
-    @Option(help: "Rows per table.")
+    @Option(parsing: .unconditional, help: "Rows per table.")
     var rows = 1_000_000
 
-    @Option(help: "Measured runs of each side (the median is reported).")
+    @Option(parsing: .unconditional, help: "Measured runs of each side (the median is reported).")
     var runs = 5
 
     func run() throws {

@@ -14,19 +14,19 @@ struct CompareOptions: ParsableArguments {
     @Option(name: .customLong("where"), help: "SQL predicate over the table's columns restricting the rows compared on both sides.")
     var predicate: String?
 
-    @Option(help: "Floating-point columns are equal when they differ by at most this much.")
+    @Option(parsing: .unconditional, help: "Floating-point columns are equal when they differ by at most this much.")
     var floatTolerance: Double?
 
-    @Option(help: "Re-check differing rows after this many seconds, so changes in flight are not reported as drift.")
+    @Option(parsing: .unconditional, help: "Re-check differing rows after this many seconds, so changes in flight are not reported as drift.")
     var settle: Double?
 
-    @Option(help: "List at most this many differing rows per table (repair fixes them per round); further ones are counted only, so memory stays bounded.")
+    @Option(parsing: .unconditional, help: "List at most this many differing rows per table (repair fixes them per round); further ones are counted only, so memory stays bounded.")
     var maxDifferences: Int?
 
-    @Option(help: ArgumentHelp("Rows per range compared row by row.", visibility: .hidden))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows per range compared row by row.", visibility: .hidden))
     var leafRows: Int64?
 
-    @Option(help: ArgumentHelp("Rows per range aimed at by the first split.", visibility: .hidden))
+    @Option(parsing: .unconditional, help: ArgumentHelp("Rows per range aimed at by the first split.", visibility: .hidden))
     var rootRows: Int64?
 
     func options(_ settings: Settings) throws -> VerifyOptions {
@@ -79,7 +79,7 @@ struct VerifyCommand: ParsableCommand {
     var json = false
     @Option(help: "Also write the report to FILE.md (Markdown) or FILE.html.")
     var report: String?
-    @Option(help: "Differing rows listed per table in the terminal and file reports.")
+    @Option(parsing: .unconditional, help: "Differing rows listed per table in the terminal and file reports.")
     var limit = 50
 
     func validate() throws {
