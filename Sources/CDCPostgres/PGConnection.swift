@@ -35,12 +35,20 @@ public final class PGConnection: @unchecked Sendable {
     deinit { if let handle { PQfinish(handle) } }
 
     /// Opens a connection from a libpq URL or key=value string.
+    /// A malformed string is refused before libpq sees it (libpq would echo it whole, password
+    /// included), with an error that is not an outage; libpq's own error text is scrubbed of the
+    /// password in every form before it goes into the error.
     public static func connect(_ conninfo: String) throws(PGError) -> PGConnection {
+        do {
+            _ = try ConnectionString(validating: conninfo)
+        } catch {
+            throw PGError(sqlState: nil, message: "malformed connection string: \(error)", malformedConnectionString: true)
+        }
         guard let conn = PQconnectdb(conninfo) else {
             throw PGError(sqlState: nil, message: "libpq could not allocate a connection", connectionLost: true)
         }
         guard PQstatus(conn) == CONNECTION_OK else {
-            let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines
+            let message = ConnectionString.scrub(String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines, conninfo: conninfo)
             PQfinish(conn)
             throw PGError(sqlState: "08001", message: "cannot connect to \(redactConnectionString(conninfo)): \(message)", connectionLost: true)
         }

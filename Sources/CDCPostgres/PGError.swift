@@ -8,12 +8,15 @@ public struct PGError: Error, Sendable, CustomStringConvertible {
     public let detail: String?
     /// True when the connection is gone (libpq reports CONNECTION_BAD, or SQLSTATE class 08).
     public let connectionLost: Bool
+    /// The connection string itself is malformed: a configuration error, never retried.
+    public let malformedConnectionString: Bool
 
-    public init(sqlState: String?, message: String, detail: String? = nil, connectionLost: Bool = false) {
+    public init(sqlState: String?, message: String, detail: String? = nil, connectionLost: Bool = false, malformedConnectionString: Bool = false) {
         self.sqlState = sqlState
         self.message = message
         self.detail = detail
-        self.connectionLost = connectionLost || (sqlState?.hasPrefix("08") ?? false)
+        self.malformedConnectionString = malformedConnectionString
+        self.connectionLost = !malformedConnectionString && (connectionLost || (sqlState?.hasPrefix("08") ?? false))
     }
 
     public var description: String {

@@ -11,6 +11,22 @@ struct CDCRCommand: AsyncParsableCommand {
         version: CDCRVersion.current,
         subcommands: [RunCommand.self, InitCommand.self, SourceCommand.self, RelayCommand.self, ReplayCommand.self, LagCommand.self, DevKafkaCommand.self, DevProduceCommand.self, VerifyCommand.self, RepairCommand.self, RepairUndoCommand.self, AuditCommand.self, BenchCommand.self]
     )
+
+    /// A peer that closes a socket mid-write must never end the process: with SIGPIPE ignored a
+    /// write to it fails with EPIPE, which each writer handles (libpq and librdkafka do so already).
+    static func main() async {
+        signal(SIGPIPE, SIG_IGN)
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? any AsyncParsableCommand {
+                try await command.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 /// Options every subcommand takes. Flags override `CDCR_*` environment variables, which override
@@ -94,4 +110,13 @@ enum CDCRVersion {
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data("cdcr: error: \(message)\n".utf8))
     exit(1)
+}
+
+/// Exits like `fail`, but with 64 (EX_USAGE, as for a bad flag) when `error` is a configuration error.
+func fail(_ error: any Error) -> Never {
+    if error is ConfigError {
+        FileHandle.standardError.write(Data("cdcr: error: \(error)\n".utf8))
+        exit(64)
+    }
+    fail("\(error)")
 }

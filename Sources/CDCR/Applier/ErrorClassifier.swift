@@ -24,6 +24,7 @@ public enum ErrorClassifier {
     }
 
     static func classify(_ e: PGError) -> FailureClass {
+        if e.malformedConnectionString { return .fatal }
         if e.connectionLost { return .transient(reason: "pg_connection") }
         guard let state = e.sqlState else { return .transient(reason: "pg_client") }
         let cls = String(state.prefix(2))

@@ -1,4 +1,5 @@
 import CDCCore
+import CDCPostgres
 import Foundation
 
 /// A configuration problem: names the setting and where it came from, and stops the program.
@@ -193,6 +194,12 @@ public enum SettingsLoader {
     }
 
     static func validate(_ s: Settings) throws(ConfigError) {
+        // Checked here so a malformed URL stops the program at once, naming the setting and never
+        // its text (libpq would echo it whole, password included, on every retry).
+        for (url, name) in [(s.targetURL, "target_url (--target, CDCR_TARGET_URL)"), (s.sourceURL, "source_url (--source, CDCR_SOURCE_URL)")] {
+            guard let url else { continue }
+            do { _ = try ConnectionString(validating: url) } catch { throw ConfigError(name, "malformed connection string: \(error)") }
+        }
         if s.brokers.isEmpty { throw ConfigError("brokers", "must not be empty") }
         if s.group.isEmpty { throw ConfigError("group", "must not be empty") }
         if s.topics.isEmpty { throw ConfigError("topics", "at least one topic is needed") }

@@ -36,7 +36,9 @@ public final class GapFillScheduler {
                 if conns == nil {
                     let target = try TargetConnection.open(targetURL, applicationName: "cdcr-gap-fill")
                     try BookkeepingSchema.install(on: target)
-                    conns = (try PGConnection.connect(sourceURL), target)
+                    let source = try PGConnection.connect(sourceURL)
+                    try SourceChangeLog.requireInstalled(on: source)
+                    conns = (source, target)
                 }
                 let (source, target) = conns!
                 try pass(source: source, target: target)

@@ -18,6 +18,7 @@ public final class Relay {
     public var chunkSize = 5_000
 
     public init(source: PGConnection, settings: Settings, logger: Logger) throws {
+        try SourceChangeLog.requireInstalled(on: source)
         self.source = source
         self.topic = settings.topics[0]
         self.logger = logger

@@ -49,6 +49,7 @@ public enum ReplayRun {
         let (fromMicros, toMicros) = try window(settings: settings, from: from, to: to)
         let source = try PGConnection.connect(settings.sourceURL!)
         defer { source.close() }
+        try SourceChangeLog.requireInstalled(on: source)
         let target = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-replay")
         defer { target.close() }
         try BookkeepingSchema.install(on: target)

@@ -98,6 +98,18 @@ public enum SourceChangeLog {
         }
     }
 
+    /// Throws a configuration error naming the fix when the source has no change log: without this
+    /// the first query would fail with a bare 42P01 "relation cdcr.change_log does not exist".
+    public static func requireInstalled(on conn: PGConnection) throws {
+        guard try conn.query("SELECT to_regclass('cdcr.change_log') IS NOT NULL").scalar == "t" else {
+            throw ConfigError("source_url (--source, CDCR_SOURCE_URL)", """
+                the source database has no cdcr change log (cdcr.change_log); install it with \
+                `cdcr source install --tables schema.table,…` against the source, or leave out --source \
+                (or pass --no-gap-fill to cdcr run)
+                """)
+        }
+    }
+
     /// Deletes the rows older than `days` (by the source's clock) that every relay has published, in
     /// chunks of `chunk` rows so no statement holds its locks long. Returns how many went. Nothing
     /// older than the ledger retention can be replayed (replays are refused there), so by default

@@ -32,7 +32,7 @@ struct DevKafkaCommand: ParsableCommand {
             cluster = try MockCluster()
             for t in topics { try cluster.createTopic(t, partitions: partitions) }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         var bootstrap = cluster.bootstrapServers
         if let port {

@@ -40,7 +40,7 @@ struct DevProduceCommand: ParsableCommand {
             try producer.send(messages)
             producer.close()
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         print("produced \(messages.count) message(s)")
     }

@@ -28,7 +28,7 @@ struct SourceCommand: ParsableCommand {
                 let installed = try SourceChangeLog.install(on: conn, tables: names)
                 print("change log installed; capturing \(installed.map(\.name.description).joined(separator: ", "))")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }
@@ -58,7 +58,7 @@ struct SourceCommand: ParsableCommand {
                 let n = try SourceChangeLog.prune(on: conn, olderThanDays: days)
                 print("pruned \(n) change-log rows older than \(days) days")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }
@@ -74,7 +74,7 @@ struct SourceCommand: ParsableCommand {
                 try SourceChangeLog.uninstall(on: try PGConnection.connect(url))
                 print("change log removed")
             } catch {
-                fail("\(error)")
+                fail(error)
             }
         }
     }
@@ -107,7 +107,7 @@ struct RelayCommand: ParsableCommand {
                 if once { break }
                 Self.stopRequested.sleep(ms: intervalMs)
             } catch {
-                guard case .transient = ErrorClassifier.classify(error) else { fail("\(error)") }
+                guard case .transient = ErrorClassifier.classify(error) else { fail(error) }
                 logger.warning("relay pass failed, retrying", metadata: ["error": "\(error)"])
                 relay?.close()
                 relay = nil
@@ -157,7 +157,7 @@ struct ReplayCommand: ParsableCommand {
         } catch let refused as ReplayRefused {
             fail("replay refused: \(refused)")
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         print(json ? report.json(from: from, to: to, dryRun: dryRun) : table(report))
         if report.total.failed > 0 { throw ExitCode(2) }

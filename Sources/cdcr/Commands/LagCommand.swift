@@ -44,7 +44,7 @@ struct LagCommand: ParsableCommand {
                 report = try monitor.sample()
             }
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         print(json ? report.json : render(report))
         if let failOn {

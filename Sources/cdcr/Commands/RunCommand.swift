@@ -96,7 +96,7 @@ struct RunCommand: AsyncParsableCommand {
         } catch is StoppedDuringRetry {
             logger.warning("stopped during an outage; nothing uncommitted was lost")
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         if stopWhenCaughtUp, let summary = applier.summary { print(summary.json) }
     }
@@ -118,7 +118,7 @@ struct InitCommand: ParsableCommand {
             let (from, to) = try BookkeepingSchema.install(on: conn)
             print(from == to ? "bookkeeping schema cdcr is up to date (version \(to))" : "bookkeeping schema cdcr upgraded from version \(from) to \(to)")
         } catch {
-            fail("\(error)")
+            fail(error)
         }
     }
 }

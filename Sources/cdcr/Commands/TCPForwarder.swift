@@ -47,7 +47,9 @@ enum TCPForwarder {
             if n <= 0 { break }
             var sent = 0
             while sent < n {
-                let w = buffer.withUnsafeBytes { write(to, $0.baseAddress!.advanced(by: sent), n - sent) }
+                // MSG_NOSIGNAL: a client gone mid-transfer is an EPIPE here, never a SIGPIPE that
+                // would end the whole dev-kafka process.
+                let w = buffer.withUnsafeBytes { send(to, $0.baseAddress!.advanced(by: sent), n - sent, Int32(MSG_NOSIGNAL)) }
                 if w <= 0 { shutdown(from, Int32(SHUT_RDWR)); shutdown(to, Int32(SHUT_RDWR)); close(from); return }
                 sent += w
             }

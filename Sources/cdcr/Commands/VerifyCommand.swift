@@ -101,7 +101,7 @@ struct VerifyCommand: ParsableCommand {
             progress.clear()
         } catch {
             progress.clear()
-            fail("\(error)")
+            fail(error)
         }
         print(json ? result.json : result.text(limit: limit))
         if let report {
@@ -179,7 +179,7 @@ struct RepairCommand: ParsableCommand {
             }
         } catch {
             progress.clear()
-            fail("\(error)")
+            fail(error)
         }
         if mode != .print {
             print(json ? jsonSummary(results, runID: runID) : textSummary(results, runID: runID))
@@ -245,7 +245,7 @@ struct AuditCommand: ParsableCommand {
             defer { run.close() }
             rows = try Audit.refresh(run: run, settings: settings, tables: names)
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         if json {
             print("[" + rows.map { r in
@@ -285,7 +285,7 @@ struct RepairUndoCommand: ParsableCommand {
             defer { conn.close() }
             result = try RepairUndo.undo(runID: runID, on: conn, execute: execute)
         } catch {
-            fail("\(error)")
+            fail(error)
         }
         let verb = execute ? "" : "would "
         if json {
