@@ -123,7 +123,7 @@ public enum AdminServer {
     /// Mutating endpoints need `Authorization: Bearer <admin.token>` when a token is configured.
     static func authorized(_ request: Request, token: String?) -> Bool {
         guard let token, !token.isEmpty else { return true }
-        return request.headers[.authorization] == "Bearer \(token)"
+        return constantTimeEqual(request.headers[.authorization] ?? "", "Bearer \(token)")
     }
 
     static func jsonResponse(_ status: HTTPResponse.Status, _ body: String) -> Response {
@@ -139,4 +139,16 @@ public enum AdminServer {
             return try conn.query("SELECT 1").scalar == "1"
         }) ?? false
     }
+}
+
+/// Compares two secrets in time that depends only on their lengths, never on where they first
+/// differ, so a client cannot find a token byte by byte by timing its guesses.
+func constantTimeEqual(_ a: String, _ b: String) -> Bool {
+    let x = Array(a.utf8), y = Array(b.utf8)
+    var diff = UInt8(truncatingIfNeeded: x.count ^ y.count)
+    diff |= x.count == y.count ? 0 : 1
+    for i in 0..<max(x.count, y.count) {
+        diff |= (i < x.count ? x[i] : 0) ^ (i < y.count ? y[i] : 0)
+    }
+    return diff == 0
 }
