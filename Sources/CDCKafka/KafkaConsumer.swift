@@ -162,11 +162,17 @@ public final class KafkaConsumer: @unchecked Sendable {
     /// The low watermark (log start offset) librdkafka last learned from the broker, without asking
     /// it; nil when it has none yet.
     public func cachedLowWatermark(_ tp: TopicPartition) -> Int64? {
+        cachedWatermarks(tp)?.low
+    }
+
+    /// The log start and end of `tp` as of the last fetch response, from librdkafka's cache (no
+    /// broker round trip); nil when it has none yet.
+    public func cachedWatermarks(_ tp: TopicPartition) -> (low: Int64, high: Int64)? {
         guard let rk = try? rkHandle() else { return nil }
         var low: Int64 = -1
         var high: Int64 = -1
-        guard rd_kafka_get_watermark_offsets(rk, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, low >= 0 else { return nil }
-        return low
+        guard rd_kafka_get_watermark_offsets(rk, tp.topic, tp.partition, &low, &high) == RD_KAFKA_RESP_ERR_NO_ERROR, low >= 0, high >= 0 else { return nil }
+        return (low, high)
     }
 
     /// End offsets (high watermarks) of many partitions in one ListOffsets round trip.

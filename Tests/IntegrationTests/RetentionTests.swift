@@ -79,4 +79,48 @@ struct RetentionTests {
         #expect(!third.stderr.contains("Kafka deleted messages"))
         #expect(try runSummary(third.stdout)["lost_to_retention"]?.int64Value == 0)
     }
+
+    @Test("retention that empties a partition past the resume position: reported as lost, committed, and the run stops")
+    func emptiedPartition() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let target = try pg.createDatabase()
+        try kafka.createTopic("ret-empty")
+        func event(_ id: Int, status: String = "new") -> OutgoingMessage {
+            let json = #"{"change_id": "\#(id)", "table": "public.orders", "operation": "INSERT", "key": {"id": \#(id)}, "data": {"id": \#(id), "status": "\#(status)"}, "version": \#(id)}"#
+            return OutgoingMessage(topic: "ret-empty", partition: 0, key: nil, value: Array(json.utf8))
+        }
+        let args = runArgs(brokers: kafka.brokers, topic: "ret-empty", group: "ret-empty", target: target, extra: [
+            "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
+        ])
+        try kafka.send((1...5).map { event($0) })
+        let first = try CDCRProcess.run(args)
+        try #require(first.status == 0, "\(first.stderr.suffix(2000))")
+
+        // While the applier is down: one message set larger than the 5 MB the mock broker keeps per
+        // partition, then a transaction marker: the broker drops both, so the log is empty (start =
+        // end), far past the committed offset 5, as when retention empties an idle topic.
+        let big = try KafkaProducer(properties: [
+            ("bootstrap.servers", kafka.brokers), ("log_level", "3"), ("linger.ms", "200"),
+            ("batch.size", "16000000"), ("message.max.bytes", "16000000"), ("compression.type", "none"),
+        ])
+        defer { big.close() }
+        let large = String(repeating: "x", count: 800_000)
+        try big.send((100..<108).map { event($0, status: large) })
+        try TransactionMarker.appendCommit(bootstrap: kafka.brokers, topic: "ret-empty", partition: 0)
+        let tp = TopicPartition(topic: "ret-empty", partition: 0)
+        let (low, high) = try kafka.producer.watermarks(tp)
+        try #require(low > 5 && high == low, "the broker kept offsets \(low)..<\(high)")
+
+        let second = try CDCRProcess.run(args, timeout: .seconds(60))
+        try #require(second.status == 0, "the run must stop: \(second.stderr.suffix(2000))")
+        #expect(second.stderr.contains("Kafka deleted messages before cdcr read them"), "\(second.stderr.suffix(2000))")
+        #expect(second.stderr.contains("lost_offsets=5..<\(low)"), "\(second.stderr.suffix(2000))")
+        #expect(try runSummary(second.stdout)["lost_to_retention"]?.int64Value == low - 5)
+        let (committed, end) = try kafka.offsets(group: "ret-empty", topic: "ret-empty", partitions: 1)
+        #expect(committed == end, "the new position is committed")
+        let lag = try CDCRProcess.run(["lag", "--json", "--brokers", kafka.brokers, "--group", "ret-empty", "--topic", "ret-empty",
+                                       "--target", target, "--kafka-property", "log_level=3"])
+        #expect(try JSONParser.parse(lag.stdout.trimmingCharacters(in: .whitespacesAndNewlines))["total_lag"]?.int64Value == 0, "\(lag.stdout)")
+    }
 }

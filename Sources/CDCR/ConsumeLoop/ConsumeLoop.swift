@@ -184,12 +184,17 @@ public final class ConsumeLoop {
             }
         }
         guard let lost = RetentionWatch.lost(skipped, logStart: logStart) else { return }
+        reportLost(lost, tp, firstRetainedAtMillis: message.timestampMillis)
+    }
+
+    /// Counts, and logs at error level, offsets of `tp` Kafka deleted before they were read.
+    private func reportLost(_ lost: Range<Int64>, _ tp: TopicPartition, firstRetainedAtMillis: Int64?) {
         lostToRetention += lost.count
         CDCRMetrics.recordLostToRetention(topic: tp.topic, partition: tp.partition, messages: lost.count)
         var metadata: Logger.Metadata = [
             "partition": "\(tp)", "lost_offsets": "\(lost.lowerBound)..<\(lost.upperBound)", "messages": "\(lost.count)",
         ]
-        if let ms = message.timestampMillis { metadata["first_retained_at"] = "\(CivilTime.timestampString(micros: ms * 1_000))Z" }
+        if let ms = firstRetainedAtMillis { metadata["first_retained_at"] = "\(CivilTime.timestampString(micros: ms * 1_000))Z" }
         logger.error("""
             Kafka deleted messages before cdcr read them (topic retention): their changes never reached the target. \
             Replay them from the source change log: the scheduled gap filler covers them if its window reaches back \
@@ -465,12 +470,44 @@ public final class ConsumeLoop {
     /// transactional producer ends each transaction with a commit marker, an offset the application
     /// never receives. Committing only message offsets would leave each such partition one behind
     /// its end for good: lag 1, a STALL verdict, and `--stop-when-caught-up` never stopping.
+    ///
+    /// Retention can move a partition on without any message too: when it empties the log past the
+    /// resume position (log start = end), librdkafka resets to the end, delivers nothing and reports
+    /// no position. That is a loss like any other retention loss (reported the same way), and the
+    /// new start is committed, so lag returns to 0 and `--stop-when-caught-up` stops.
     private func commitPastMarkers(_ consumer: KafkaConsumer) throws {
         guard pending.isEmpty, inFlight == nil, uncommitted.isEmpty else { return }
-        for (tp, position) in try consumer.positions(consumer.assignment()) where position > (committed[tp] ?? -1) {
-            uncommitted[tp] = position
+        let assigned = try consumer.assignment()
+        let positions = try consumer.positions(assigned)
+        for tp in assigned {
+            if let position = positions[tp] {
+                if let skipped = retention.moved(tp, to: position), let low = logStart(tp, consumer),
+                   let lost = RetentionWatch.lost(skipped, logStart: low) {
+                    reportLost(lost, tp, firstRetainedAtMillis: nil)
+                }
+                if position > (committed[tp] ?? -1) { uncommitted[tp] = position }
+            } else if retention.expected(tp) != nil, let (low, high) = logBounds(tp, consumer),
+                      let lost = retention.emptied(tp, low: low, high: high) {
+                reportLost(lost, tp, firstRetainedAtMillis: nil)
+                if low > (committed[tp] ?? -1) { uncommitted[tp] = low }
+            }
         }
         try commitApplied()
+    }
+
+    /// `tp`'s log start, from librdkafka's cache or (at most every 10 s) the broker.
+    private func logStart(_ tp: TopicPartition, _ consumer: KafkaConsumer) -> Int64? {
+        logBounds(tp, consumer)?.low
+    }
+
+    /// `tp`'s log start and end, from librdkafka's cache when it has them, else from the broker at
+    /// most every 10 s per partition (an idle loop comes here every batch window).
+    private func logBounds(_ tp: TopicPartition, _ consumer: KafkaConsumer) -> (low: Int64, high: Int64)? {
+        if let cached = consumer.cachedWatermarks(tp) { return cached }
+        if let (at, _) = askedLogStart[tp], ContinuousClock.now - at < .seconds(10) { return nil }
+        guard let marks = try? consumer.watermarks(tp, timeoutMs: 5_000) else { return nil }
+        askedLogStart[tp] = (.now, marks.low)
+        return (marks.low, marks.high)
     }
 
     /// The first of `assigned` whose next offset to read (from `position`, else the group's commit)

@@ -19,6 +19,26 @@ struct RetentionWatch {
 
     mutating func forget(_ tp: TopicPartition) { next[tp] = nil }
 
+    /// The next offset of `tp` the applier expects, if it watches the partition.
+    func expected(_ tp: TopicPartition) -> Int64? { next[tp] }
+
+    /// The consumer's position of `tp` moved to `position` without a message (transaction markers,
+    /// a log emptied by retention): returns the offsets skipped, if any, and expects `position` next.
+    mutating func moved(_ tp: TopicPartition, to position: Int64) -> Range<Int64>? {
+        guard let expected = next[tp] else { return nil }
+        next[tp] = max(expected, position)
+        return position > expected ? expected..<position : nil
+    }
+
+    /// Nothing was consumed from `tp` since it was assigned and its log, `low..<high`, holds nothing
+    /// to read: when the log starts after the expected offset, retention emptied it past the resume
+    /// position. Returns the offsets lost (and expects `low` next), or nil.
+    mutating func emptied(_ tp: TopicPartition, low: Int64, high: Int64) -> Range<Int64>? {
+        guard let expected = next[tp], low == high, low > expected else { return nil }
+        next[tp] = low
+        return expected..<low
+    }
+
     /// Records that `offset` of `tp` was read; returns the offsets skipped before it, if any.
     mutating func read(_ tp: TopicPartition, offset: Int64) -> Range<Int64>? {
         let expected = next.updateValue(offset + 1, forKey: tp)
