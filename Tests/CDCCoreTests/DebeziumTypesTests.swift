@@ -132,6 +132,7 @@ struct DebeziumTypesTests {
         #expect(try Self.text(#""BQI=""#, fixed, into: "bit varying(10)", typname: "varbit") == "1000000101")
         #expect(try Self.text("true", Self.field("boolean"), into: "bit(1)", typname: "bit") == "1")
         #expect(try Self.text("false", nil, into: "bit(1)", typname: "bit") == "0")
+        #expect(Self.refused(#""1010""#, nil, into: "bit(4)", typname: "bit") != nil, "schemaless Bits: the length is in the schema")
         #expect(try Self.text("true", Self.field("boolean"), into: "boolean", typname: "bool") == "true")
     }
 
