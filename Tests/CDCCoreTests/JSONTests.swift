@@ -75,6 +75,6 @@ struct TimeDecimalTests {
     ])
     func decimals(_ b64: String, _ scale: Int, _ expected: String) throws {
         let bytes = try #require(DecimalBytes.base64Decode(b64))
-        #expect(DecimalBytes.decimalString(bigEndianTwosComplement: bytes, scale: scale) == expected)
+        #expect(try DecimalBytes.decimalString(bigEndianTwosComplement: bytes, scale: Int64(scale)) == expected)
     }
 }

@@ -33,6 +33,16 @@ ensure_test_deps() {
     [ -n "$policy_added" ] && $sudo rm -f /usr/sbin/policy-rc.d
   fi
   python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
+  # GNU time measures a run's peak RSS (the hostile-decimal test); PostGIS for the geometry types
+  # (hstore and ltree come with Debian's postgresql-15 itself).
+  local extra=()
+  [ -x /usr/bin/time ] || extra+=(time)
+  ls /usr/share/postgresql/*/extension/postgis.control >/dev/null 2>&1 || extra+=(postgresql-15-postgis-3)
+  if [ ${#extra[@]} -gt 0 ]; then
+    echo "==> installing ${extra[*]}" >&2
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${extra[@]}" >/dev/null
+  fi
   if ! command -v chromium >/dev/null 2>&1; then
     echo "==> installing chromium (status page test)" >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null

@@ -1,6 +1,8 @@
 /// How a target column's type reads a JSON value. Derived from the catalog's type.
 public enum ColumnKind: Sendable, Hashable {
     case bool, integer, numeric, float, text, date, timestamp, timestamptz, time, json, uuid, bytea, array, other
+    /// `interval`, `bit(n)`, `bit varying`, `point`, `hstore` (extension), PostGIS `geometry`/`geography`.
+    case interval, bit, varbit, point, hstore, geometry
 
     /// Maps a PostgreSQL type name (`pg_type.typname`) and category (`typcategory`) to a kind.
     public init(typeName: String, category: String) {
@@ -17,6 +19,12 @@ public enum ColumnKind: Sendable, Hashable {
         case "json", "jsonb": self = .json
         case "uuid": self = .uuid
         case "bytea": self = .bytea
+        case "interval": self = .interval
+        case "bit": self = .bit
+        case "varbit": self = .varbit
+        case "point": self = .point
+        case "hstore": self = .hstore
+        case "geometry", "geography": self = .geometry
         default: self = category == "A" ? .array : .other
         }
     }
@@ -35,6 +43,12 @@ public struct ColumnInfo: Sendable, Equatable {
         self.sqlType = sqlType
         self.kind = kind
         self.notNull = notNull
+    }
+
+    /// The `(n)` of `sqlType` (`bit(8)`, `timestamp(3) without time zone`), nil when not declared.
+    public var typeModifier: Int? {
+        guard let open = sqlType.firstIndex(of: "("), let close = sqlType[open...].firstIndex(of: ")") else { return nil }
+        return Int(sqlType[sqlType.index(after: open)..<close])
     }
 }
 

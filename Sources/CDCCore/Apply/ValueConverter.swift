@@ -10,6 +10,7 @@ public enum ValueConverter {
         case let .text(s): return s
         case .unavailable: return nil
         case let .json(json): return try pgText(json: json, column: column, format: format)
+        case let .debezium(json, field): return try pgText(debezium: json, field: field, column: column)
         }
     }
 
@@ -17,21 +18,28 @@ public enum ValueConverter {
         switch json {
         case .null: return nil
         case let .bool(b):
+            // Debezium sends bit(1) as a boolean; into a bit column it is the bit itself.
+            if column.kind == .bit || column.kind == .varbit { return b ? "1" : "0" }
             return b ? "true" : "false"
         case let .number(n):
             switch column.kind {
             case .date:
                 // Without a schema Debezium writes dates as days since the epoch.
-                guard let days = Int64(n) else { throw invalid(n, column) }
+                guard let days = Int64(n), CivilTime.dateDays.contains(days) else { throw invalid(n, column, "days since 1970 within PostgreSQL's date range") }
                 return CivilTime.dateString(days: days)
             case .timestamp, .timestamptz:
                 // Microseconds since the epoch (Debezium MicroTimestamp, PostgreSQL's native precision).
-                guard let micros = Int64(n) else { throw invalid(n, column) }
-                let local = CivilTime.timestampString(micros: micros)
-                return column.kind == .timestamptz ? local + "Z" : local
+                try refuseMilliseconds(n, column, format)
+                guard let micros = Int64(n), CivilTime.timestampMicros.contains(micros) else { throw invalid(n, column, "µs since 1970 within PostgreSQL's timestamp range") }
+                return CivilTime.timestampString(micros: micros, zone: column.kind == .timestamptz ? "Z" : "")
             case .time:
-                guard let micros = Int64(n) else { throw invalid(n, column) }
+                try refuseMilliseconds(n, column, format)
+                guard let micros = Int64(n), CivilTime.timeMicros.contains(micros) else { throw invalid(n, column, "µs since midnight, 0 to 24:00:00") }
                 return CivilTime.timeString(micros: micros)
+            case .interval where format == .debezium:
+                // Debezium's only numeric interval is MicroDuration: microseconds, not PostgreSQL's seconds.
+                guard let micros = Int64(n) else { throw invalid(n, column, "an integer of microseconds (MicroDuration)") }
+                return CivilTime.intervalString(micros: micros)
             default:
                 return n
             }
@@ -43,8 +51,15 @@ public enum ValueConverter {
                 if format == .debezium { return s }
                 return JSONValue.string(s).serialized
             case .bytea where format == .debezium:
-                guard let bytes = DecimalBytes.base64Decode(s) else { throw invalid(s, column) }
-                return "\\x" + bytes.map { byteHex($0) }.joined()
+                return try binaryText(s, column: column, semantic: "bytea (schemaless)")
+            case .hstore where format == .debezium:
+                return try hstoreLiteral(jsonText: s, column: column, semantic: "hstore (schemaless)")
+            case .numeric where format == .debezium:
+                return specialNumeric(s)
+            case .bit, .varbit where format == .debezium:
+                // Debezium sends bits as base64 of little-endian bytes with the length in the schema;
+                // without it even a text like "1010" (valid base64) cannot be read.
+                throw PoisonError(.invalidValue, "column \(column.name) (\(column.sqlType)): Debezium io.debezium.data.Bits without a schema: the bit length is in the schema")
             case .uuid:
                 return s.lowercased()
             default:
@@ -53,6 +68,9 @@ public enum ValueConverter {
         case .array, .object:
             if column.kind == .array, case let .array(items) = json {
                 return try arrayLiteral(items, column: column)
+            }
+            if case .object = json, column.kind != .json {
+                return try objectText(json, column: column, format: format)
             }
             return json.serialized
         }
@@ -80,12 +98,45 @@ public enum ValueConverter {
         return out + "}"
     }
 
-    static func invalid(_ text: String, _ column: ColumnInfo) -> PoisonError {
-        PoisonError(.invalidValue, "value \(quoted(text)) does not fit column \(column.name) of type \(column.sqlType)")
+    /// A PostgreSQL array literal from element texts (nil = NULL), every element quoted.
+    static func arrayLiteral(_ items: [String?]) -> String {
+        var out = "{"
+        for (i, item) in items.enumerated() {
+            if i > 0 { out += "," }
+            guard let s = item else { out += "NULL"; continue }
+            out += "\""
+            for c in s {
+                if c == "\"" || c == "\\" { out += "\\" }
+                out.append(c)
+            }
+            out += "\""
+        }
+        return out + "}"
     }
 
-    static func byteHex(_ b: UInt8) -> String {
-        let digits = Array("0123456789abcdef")
-        return String([digits[Int(b >> 4)], digits[Int(b & 0xF)]])
+    static func invalid(_ text: String, _ column: ColumnInfo, _ expected: String? = nil) -> PoisonError {
+        let what = expected.map { ", expected \($0)" } ?? ""
+        return PoisonError(.invalidValue, "value \(quoted(String(text.prefix(60)))) does not fit column \(column.name) of type \(column.sqlType)\(what)")
+    }
+
+    /// A schemaless integer into `timestamp(p)`/`time(p)` with p ≤ 3: Debezium's adaptive mode sends
+    /// such columns in milliseconds, the others in microseconds, and the schema that says which is
+    /// absent. Refused rather than read 1000 times off.
+    static func refuseMilliseconds(_ n: String, _ column: ColumnInfo, _ format: EventFormat) throws(PoisonError) {
+        guard format == .debezium, let p = column.typeModifier, p <= 3 else { return }
+        throw PoisonError(.invalidValue, "column \(column.name): schemaless integer \(n.prefix(30)) into \(column.sqlType): Debezium sends precision ≤ 3 as milliseconds (Timestamp/Time) in adaptive mode, cannot tell without a schema")
+    }
+
+    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// `\x…`, PostgreSQL's hex bytea input.
+    static func byteaHex(_ bytes: [UInt8]) -> String {
+        var out: [UInt8] = [92, 120]  // "\x"
+        out.reserveCapacity(2 + bytes.count * 2)
+        for b in bytes {
+            out.append(hexDigits[Int(b >> 4)])
+            out.append(hexDigits[Int(b & 0xF)])
+        }
+        return String(decoding: out, as: UTF8.self)
     }
 }

@@ -18,6 +18,9 @@ public enum DebeziumDecoder {
         guard let source = payload["source"], source.objectMembers != nil else {
             throw PoisonError(.undecodable, "Debezium envelope has no source block")
         }
+        // A logical decoding message (pg_logical_emit_message) carries no row change; its source
+        // block names no table.
+        if payload["op"]?.stringValue == "m" { return .logicalMessage }
         guard let schemaName = source["schema"]?.stringValue, let tableName = source["table"]?.stringValue else {
             throw PoisonError(.undecodable, "Debezium source block lacks schema or table")
         }
@@ -44,7 +47,7 @@ public enum DebeziumDecoder {
         switch image {
         case let .object(cols)?:
             var converted: [(String, ColumnValue)] = []
-            for (name, v) in cols { converted.append((name, try convert(v, schema: imageSchemas[name]))) }
+            for (name, v) in cols { converted.append((name, try convert(v, schema: imageSchemas[name], column: name))) }
             row = converted
         case nil, .null?:
             if operation.isUpsert { throw PoisonError(.undecodable, "Debezium op \(op) has no after image") }
@@ -56,7 +59,7 @@ public enum DebeziumDecoder {
         let keyPayload = messageKey.map { $0["payload"] != nil && $0["schema"] != nil ? $0["payload"]! : $0 }
         if let members = keyPayload?.objectMembers {
             let keySchemas = messageKey?["schema"].map { fieldSchemas(ofStruct: $0) } ?? [:]
-            for (name, v) in members { key.append((name, try convert(v, schema: keySchemas[name]))) }
+            for (name, v) in members { key.append((name, try convert(v, schema: keySchemas[name], column: name))) }
         }
         if key.isEmpty && row == nil { throw PoisonError(.noKey, "Debezium delete without message key or before image") }
 
@@ -89,55 +92,5 @@ public enum DebeziumDecoder {
         var out: [String: JSONValue] = [:]
         for f in fields { if let name = f["field"]?.stringValue { out[name] = f } }
         return out
-    }
-
-    /// Applies a Connect logical type from the field's schema; without a schema the raw JSON is kept
-    /// and the target column's type decides (see `ValueConverter`).
-    static func convert(_ value: JSONValue, schema: JSONValue?) throws(PoisonError) -> ColumnValue {
-        if case .null = value { return .null }
-        if case let .string(s) = value, s == unavailableValue { return .unavailable }
-        guard let schema, let logical = schema["name"]?.stringValue else {
-            // A string that is the JSON text of a Json column stays raw; flagged by format at conversion.
-            return .json(value)
-        }
-        switch logical {
-        case "org.apache.kafka.connect.data.Decimal":
-            guard let b64 = value.stringValue, let bytes = DecimalBytes.base64Decode(b64) else {
-                if case .number = value { return .json(value) }
-                throw PoisonError(.invalidValue, "Decimal value is not base64")
-            }
-            let scale = Int(schema["parameters"]?["scale"]?.stringValue ?? "0") ?? 0
-            return .text(DecimalBytes.decimalString(bigEndianTwosComplement: bytes, scale: scale))
-        case "io.debezium.data.VariableScaleDecimal":
-            guard let b64 = value["value"]?.stringValue, let bytes = DecimalBytes.base64Decode(b64),
-                  let scale = value["scale"]?.int64Value else {
-                throw PoisonError(.invalidValue, "VariableScaleDecimal needs scale and value")
-            }
-            return .text(DecimalBytes.decimalString(bigEndianTwosComplement: bytes, scale: Int(scale)))
-        case "io.debezium.time.Date", "org.apache.kafka.connect.data.Date":
-            guard let days = value.int64Value else { throw PoisonError(.invalidValue, "Date is not an integer") }
-            return .text(CivilTime.dateString(days: days))
-        case "io.debezium.time.Timestamp", "org.apache.kafka.connect.data.Timestamp":
-            guard let ms = value.int64Value else { throw PoisonError(.invalidValue, "Timestamp is not an integer") }
-            return .text(CivilTime.timestampString(micros: ms * 1000))
-        case "io.debezium.time.MicroTimestamp":
-            guard let us = value.int64Value else { throw PoisonError(.invalidValue, "MicroTimestamp is not an integer") }
-            return .text(CivilTime.timestampString(micros: us))
-        case "io.debezium.time.NanoTimestamp":
-            guard let ns = value.int64Value else { throw PoisonError(.invalidValue, "NanoTimestamp is not an integer") }
-            return .text(CivilTime.timestampString(micros: ns / 1000))
-        case "io.debezium.time.Time", "org.apache.kafka.connect.data.Time":
-            guard let ms = value.int64Value else { throw PoisonError(.invalidValue, "Time is not an integer") }
-            return .text(CivilTime.timeString(micros: ms * 1000))
-        case "io.debezium.time.MicroTime":
-            guard let us = value.int64Value else { throw PoisonError(.invalidValue, "MicroTime is not an integer") }
-            return .text(CivilTime.timeString(micros: us))
-        case "io.debezium.time.ZonedTimestamp", "io.debezium.time.ZonedTime", "io.debezium.data.Uuid",
-             "io.debezium.data.Json", "io.debezium.data.Xml", "io.debezium.data.Enum":
-            guard let s = value.stringValue else { return .json(value) }
-            return .text(s)
-        default:
-            return .json(value)
-        }
     }
 }

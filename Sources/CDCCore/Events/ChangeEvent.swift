@@ -60,6 +60,35 @@ public enum ColumnValue: Sendable, Equatable {
     case json(JSONValue)
     /// Debezium's `__debezium_unavailable_value`: an unchanged TOASTed column. The target keeps its value.
     case unavailable
+    /// A Debezium value whose PostgreSQL text depends on the target column's type as well as on its
+    /// field schema (an interval in microseconds, bits, a geometry, a JSON text that may be an hstore,
+    /// bytes): converted by `ValueConverter` once the column is known.
+    case debezium(JSONValue, DebeziumField)
+}
+
+/// What a Debezium field's schema says about its value (docs/DEBEZIUM.md).
+public struct DebeziumField: Sendable, Equatable {
+    /// The column's name, for error messages.
+    public var column: String
+    /// The schema's `name` (the semantic type, such as `io.debezium.time.MicroDuration`), if any.
+    public var semantic: String?
+    /// The Connect schema type: `int64`, `bytes`, `string`, `boolean`, `struct`, `map`, `array`, …
+    public var schemaType: String?
+    /// `io.debezium.data.Bits`' `length` parameter: the column's declared number of bits.
+    public var length: Int64?
+    /// `__debezium.source.column.type` (set with `column.propagate.source.type`), upper-case.
+    public var sourceType: String?
+
+    public init(column: String, semantic: String?, schemaType: String?, length: Int64? = nil, sourceType: String? = nil) {
+        self.column = column
+        self.semantic = semantic
+        self.schemaType = schemaType
+        self.length = length
+        self.sourceType = sourceType
+    }
+
+    /// `semantic` or the schema type, for messages.
+    public var typeName: String { semantic ?? schemaType ?? "schemaless" }
 }
 
 /// Where a message came from in Kafka.
@@ -123,6 +152,8 @@ public enum DecodedMessage: Sendable, Equatable {
     case change(ChangeEvent)
     /// A Kafka tombstone (null value) after a Debezium delete: nothing to do.
     case tombstone
+    /// A Debezium logical decoding message (`op: m`, from `pg_logical_emit_message`): no row change.
+    case logicalMessage
     /// A Debezium truncate of a table; applied only with `--apply-truncate`.
     case truncate(TableName, version: Int64?)
 }

@@ -25,27 +25,64 @@ public enum CivilTime {
         return era * 146_097 + doe - 719_468
     }
 
-    /// `YYYY-MM-DD` for a day count since the epoch.
+    /// The day counts since the epoch PostgreSQL's `date` holds: 4714-11-24 BC to 5874897-12-31.
+    public static let dateDays: ClosedRange<Int64> = -2_440_588...2_145_042_905
+    /// Microseconds since the epoch PostgreSQL's `timestamp` holds: from 4714-11-24 00:00 BC; its
+    /// upper end (294276 AD) lies beyond Int64.
+    public static let timestampMicros: ClosedRange<Int64> = -210_866_803_200_000_000...Int64.max
+    /// Microseconds since midnight a `time` holds (24:00:00 included).
+    public static let timeMicros: ClosedRange<Int64> = 0...86_400_000_000
+
+    /// `YYYY-MM-DD` for a day count since the epoch; years before 1 AD in PostgreSQL's `YYYY-MM-DD BC`
+    /// form (there is no year 0: astronomical year 0 is 1 BC).
     public static func dateString(days: Int64) -> String {
         let (y, m, d) = civil(fromDays: days)
-        return "\(pad(y, 4))-\(pad(Int64(m), 2))-\(pad(Int64(d), 2))"
+        let ymd = "\(pad(y > 0 ? y : 1 - y, 4))-\(pad(Int64(m), 2))-\(pad(Int64(d), 2))"
+        return y > 0 ? ymd : ymd + " BC"
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS.ffffff` for microseconds since the epoch (no zone).
-    public static func timestampString(micros: Int64) -> String {
-        let perDay: Int64 = 86_400_000_000
-        var days = micros / perDay
-        var rest = micros % perDay
+    /// `YYYY-MM-DDTHH:MM:SS.ffffff` for microseconds since the epoch, `zone` (such as `Z`) after the
+    /// time and ` BC` last for years before 1 AD.
+    public static func timestampString(micros: Int64, zone: String = "") -> String {
+        timestampString(units: micros, perSecond: 1_000_000, digits: 6, zone: zone)
+    }
+
+    /// The same for nanoseconds since the epoch (nine fraction digits; PostgreSQL rounds to its precision).
+    public static func timestampString(nanos: Int64, zone: String = "") -> String {
+        timestampString(units: nanos, perSecond: 1_000_000_000, digits: 9, zone: zone)
+    }
+
+    static func timestampString(units: Int64, perSecond: Int64, digits: Int, zone: String) -> String {
+        let perDay = 86_400 * perSecond
+        var days = units / perDay
+        var rest = units % perDay
         if rest < 0 { rest += perDay; days -= 1 }
-        let secs = rest / 1_000_000
-        let frac = rest % 1_000_000
-        return "\(dateString(days: days))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(frac, 6))"
+        let (y, m, d) = civil(fromDays: days)
+        let secs = rest / perSecond
+        let frac = rest % perSecond
+        let text = "\(pad(y > 0 ? y : 1 - y, 4))-\(pad(Int64(m), 2))-\(pad(Int64(d), 2))T\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(frac, digits))\(zone)"
+        return y > 0 ? text : text + " BC"
     }
 
     /// `HH:MM:SS.ffffff` for microseconds since midnight.
     public static func timeString(micros: Int64) -> String {
         let secs = micros / 1_000_000
         return "\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(micros % 1_000_000, 6))"
+    }
+
+    /// `HH:MM:SS.fffffffff` for nanoseconds since midnight.
+    public static func timeString(nanos: Int64) -> String {
+        let secs = nanos / 1_000_000_000
+        return "\(pad(secs / 3600, 2)):\(pad(secs / 60 % 60, 2)):\(pad(secs % 60, 2)).\(pad(nanos % 1_000_000_000, 9))"
+    }
+
+    /// An interval literal (`[-]H:MM:SS.ffffff`, hours unbounded) for a signed number of microseconds:
+    /// exact, whatever the magnitude (PostgreSQL reads "9000000000" alone as seconds).
+    public static func intervalString(micros: Int64) -> String {
+        let sign = micros < 0 ? "-" : ""
+        let m = micros.magnitude
+        let secs = m / 1_000_000
+        return "\(sign)\(secs / 3600):\(padU(secs / 60 % 60, 2)):\(padU(secs % 60, 2)).\(padU(m % 1_000_000, 6))"
     }
 
     /// Parses an ISO-8601 / RFC 3339 instant (`2026-11-20T10:00:00.123456Z`, `+02:00` offsets, a space
@@ -100,6 +137,11 @@ public enum CivilTime {
         let om = num(2) ?? 0
         guard i == b.count else { return nil }
         return micros - sign * (oh * 3600 + om * 60) * 1_000_000
+    }
+
+    static func padU(_ v: UInt64, _ width: Int) -> String {
+        let s = String(v)
+        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
     }
 
     static func pad(_ v: Int64, _ width: Int) -> String {

@@ -28,7 +28,7 @@ public enum CompareType: String, Sendable, Equatable {
         case .json: self = .json
         case .uuid: self = .uuid
         case .bytea: self = .bytea
-        case .time, .array, .other: self = .other
+        case .time, .array, .other, .interval, .bit, .varbit, .point, .hstore, .geometry: self = .other
         }
     }
 }

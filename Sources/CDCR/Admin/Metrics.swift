@@ -74,6 +74,7 @@ public enum CDCRMetrics {
                     latency.recordNanoseconds((nowMicros - ts) * 1_000)
                 }
             case .success(.tombstone): labels.operation = "tombstone"
+            case .success(.logicalMessage): labels.operation = "logical_message"
             case let .success(.truncate(t, _)):
                 labels.table = t
                 labels.operation = "truncate"

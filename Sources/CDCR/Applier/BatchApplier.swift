@@ -135,6 +135,8 @@ public final class BatchApplier {
                     outcomes[i] = .deadLettered(poison)
                 case .success(.tombstone):
                     outcomes[i] = .skipped(.tombstone)
+                case .success(.logicalMessage):
+                    outcomes[i] = .skipped(.logicalMessage)
                 case let .success(.truncate(source, version)):
                     guard settings.applyTruncate else { outcomes[i] = .skipped(.truncateIgnored); continue }
                     do {

@@ -383,7 +383,7 @@ extension ColumnValue {
         switch self {
         case .null, .unavailable: return nil
         case let .text(s): return s
-        case let .json(j):
+        case let .json(j), let .debezium(j, _):
             switch j {
             case .null: return nil
             case let .string(s): return s
