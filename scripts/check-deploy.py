@@ -8,10 +8,8 @@ import yaml
 root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.chdir(root)
 errors = []
-METRICS = {"cdcr_events_total", "cdcr_batch_duration_seconds", "cdcr_batch_events", "cdcr_consumer_lag_messages",
-           "cdcr_consumer_lag_seconds", "cdcr_apply_latency_seconds", "cdcr_retries_total", "cdcr_gap_fill_changes_total",
-           "cdcr_gap_fill_last_success_timestamp_seconds", "cdcr_build_info", "cdcr_consumer_lag_status",
-           "cdcr_consumer_group_status"}
+# The metrics cdcr emits: the names in CDCRMetrics.help (every metric has a HELP text there).
+METRICS = set(re.findall(r'^\s*"(cdcr_[a-z_]+)":', open("Sources/CDCR/Admin/Metrics.swift").read(), re.M))
 
 compose = yaml.safe_load(open("docker-compose.yml"))
 services = compose.get("services", {})

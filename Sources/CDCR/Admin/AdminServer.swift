@@ -18,7 +18,26 @@ public final class HealthState: Sendable {
     public func setAssigned(_ n: Int) { assigned.store(n, ordering: .relaxed) }
     public var assignedPartitions: Int { assigned.load(ordering: .relaxed) }
 
+    /// Start times of the batches handed to the database and not yet committed (at most two).
+    private let waiting = Mutex<[ContinuousClock.Instant]>([])
+    /// Why the batch in the database is being retried, while it is.
+    private let applyProblem = Mutex<String?>(nil)
+
+    func applyStarted(at instant: ContinuousClock.Instant) { waiting.withLock { $0.append(instant) } }
+
+    func setApplyProblem(_ problem: String?) { applyProblem.withLock { $0 = problem } }
+
+    /// Why applying is stuck right now (a batch being retried), or nil.
+    public var currentApplyProblem: String? { applyProblem.withLock { $0 } }
+
+    /// Seconds the oldest batch not yet committed has been waiting: how long the stream has made no
+    /// progress while messages wait; 0 when nothing waits. Exported as `cdcr_apply_stalled_seconds`.
+    public var stalledSeconds: Double {
+        waiting.withLock { w in w.first.map { (ContinuousClock.now - $0).seconds } ?? 0 }
+    }
+
     func recordBatch(_ counts: OutcomeCounts) {
+        waiting.withLock { w in if !w.isEmpty { w.removeFirst() } }
         let now = Date().timeIntervalSince1970
         batches.withLock { b in
             b.append((now, counts.applied, counts.deadLettered))
@@ -47,6 +66,7 @@ public enum AdminServer {
         let router = Router()
         router.get("/healthz") { _, _ in "ok\n" }
         router.get("/metrics") { _, _ -> Response in
+            CDCRMetrics.recordStall(seconds: health.stalledSeconds)
             var buffer: [UInt8] = []
             registry.emit(into: &buffer)
             return Response(status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
@@ -55,8 +75,12 @@ public enum AdminServer {
         router.get("/readyz") { _, _ -> Response in
             let targetOK = await targetReachable(settings.targetURL)
             let partitions = health.assignedPartitions
-            let ready = targetOK && partitions > 0
-            return jsonResponse(ready ? .ok : .serviceUnavailable, "{\"ready\":\(ready),\"target\":\(targetOK),\"assigned_partitions\":\(partitions)}")
+            let problem = health.currentApplyProblem
+            let ready = targetOK && partitions > 0 && problem == nil
+            let problemJSON = problem.map { JSONValue.string(redactConnectionString($0)).serialized } ?? "null"
+            return jsonResponse(ready ? .ok : .serviceUnavailable, """
+                {"ready":\(ready),"target":\(targetOK),"assigned_partitions":\(partitions),"apply_problem":\(problemJSON),"stalled_seconds":\(health.stalledSeconds)}
+                """)
         }
         router.get("/lag") { _, _ -> Response in
             do {

@@ -22,6 +22,7 @@ public enum CDCRMetrics {
         "cdcr_consumer_lag_messages": "Consumer group lag in messages per partition.",
         "cdcr_consumer_lag_seconds": "Age of the oldest unapplied message per partition.",
         "cdcr_build_info": "Build information; always 1.",
+        "cdcr_apply_stalled_seconds": "Seconds the oldest batch not yet committed has waited: how long the stream has made no progress while messages wait; 0 when none waits.",
         "cdcr_consumer_lag_status": "Burrow status per partition: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 REWIND.",
         "cdcr_consumer_group_status": "Burrow verdict of the consumer group: 0 OK, 1 WARN, 2 ERR.",
     ]
@@ -97,6 +98,10 @@ public enum CDCRMetrics {
         }
         valueHistogram("cdcr_batch_events").record(Double(outcomes.count))
         durationHistogram("cdcr_batch_duration_seconds").recordNanoseconds(Int64(took.components.seconds) * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
+    }
+
+    static func recordStall(seconds: Double) {
+        gauge("cdcr_apply_stalled_seconds").set(to: seconds)
     }
 
     static func recordRetry(_ reason: String) {

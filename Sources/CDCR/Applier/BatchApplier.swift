@@ -44,14 +44,21 @@ public final class BatchApplier {
     /// One outcome per input, in order. Throws only transient or fatal errors (nothing committed then).
     /// `dryRun` does all the work and rolls it back: the outcomes say what would happen.
     /// `prepared` may carry work done ahead of time on another thread (see `PreparedBatch`).
-    public func apply(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, dryRun: Bool = false) throws -> [EventOutcome] {
+    ///
+    /// `isolateUnclear`: a failure that is neither transient nor clearly poison (`FailureClass.unclear`)
+    /// is isolated like poison instead of thrown, so a change that reproduces it alone is
+    /// dead-lettered with its SQLSTATE. The caller passes it once its bounded retries are spent.
+    public func apply(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, dryRun: Bool = false,
+                      isolateUnclear: Bool = false) throws -> [EventOutcome] {
         startPhases()
         do {
             let outcomes = try inTransaction(dryRun: dryRun) { try run(items, prepared: prepared, isolated: false) }
             mark("commit")
             return outcomes
         } catch {
-            return try isolatingPoison(after: error) { try inTransaction(dryRun: dryRun) { try run(items, isolated: true) } }
+            return try isolatingPoison(after: error, unclearToo: isolateUnclear) {
+                try inTransaction(dryRun: dryRun) { try run(items, isolated: true, isolateUnclear: isolateUnclear) }
+            }
         }
     }
 
@@ -69,7 +76,7 @@ public final class BatchApplier {
     /// Like `apply`, inside a transaction the caller has open (and commits): the repairer locks rows
     /// and writes its log in the same transaction. A refused batch is retried, isolating the poison
     /// changes, after rolling back to a savepoint.
-    public func applyInOpenTransaction(_ items: [Result<DecodedMessage, PoisonError>]) throws -> [EventOutcome] {
+    public func applyInOpenTransaction(_ items: [Result<DecodedMessage, PoisonError>], isolateUnclear: Bool = false) throws -> [EventOutcome] {
         startPhases()
         try conn.execute("SAVEPOINT cdcr_batch")
         do {
@@ -77,9 +84,9 @@ public final class BatchApplier {
             try conn.execute("RELEASE SAVEPOINT cdcr_batch")
             return outcomes
         } catch {
-            return try isolatingPoison(after: error) {
+            return try isolatingPoison(after: error, unclearToo: isolateUnclear) {
                 try conn.execute("ROLLBACK TO SAVEPOINT cdcr_batch; RELEASE SAVEPOINT cdcr_batch")
-                return try run(items, isolated: true)
+                return try run(items, isolated: true, isolateUnclear: isolateUnclear)
             }
         }
     }
@@ -92,8 +99,12 @@ public final class BatchApplier {
     /// After a failed set-based attempt: rethrows anything but a poison refusal; for that, forgets
     /// cached tables and statements (a DDL change may be the cause) and runs `isolated`, which applies
     /// the batch change by change under savepoints.
-    private func isolatingPoison(after error: any Error, _ isolated: () throws -> [EventOutcome]) throws -> [EventOutcome] {
-        guard case .poison = ErrorClassifier.classify(error) else { throw error }
+    private func isolatingPoison(after error: any Error, unclearToo: Bool, _ isolated: () throws -> [EventOutcome]) throws -> [EventOutcome] {
+        switch ErrorClassifier.classify(error) {
+        case .poison: break
+        case .unclear where unclearToo: break
+        default: throw error
+        }
         logger.info("batch refused by the target, isolating poison changes", metadata: ["error": "\(error)"])
         catalog.invalidate()
         statements.removeAll()
@@ -113,7 +124,8 @@ public final class BatchApplier {
         case truncate(TargetTable, version: Int64?, eventIndex: Int)
     }
 
-    private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, isolated: Bool) throws -> [EventOutcome] {
+    private func run(_ items: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch? = nil, isolated: Bool,
+                     isolateUnclear: Bool = false) throws -> [EventOutcome] {
         var outcomes = [EventOutcome?](repeating: nil, count: items.count)
         let claim = try claimInLedger(prepared?.ledger ?? LedgerRows(items, settings: settings), items)
         let claimed = claim.claimed
@@ -186,7 +198,7 @@ public final class BatchApplier {
         for step in steps {
             switch step {
             case let .changes(changes) where isolated:
-                try isolate(changes[...], outcomes: &outcomes)
+                try isolate(changes[...], unclearToo: isolateUnclear, outcomes: &outcomes)
             case let .changes(changes):
                 let plan = staged ?? StagedPlan(BatchPlanner.plan(changes))
                 mark("plan")
@@ -209,22 +221,42 @@ public final class BatchApplier {
     /// Applies `changes` under a savepoint; when the target refuses them, splits them in halves and
     /// tries each half (left first, so a key's changes keep their order), down to single changes,
     /// which are dead-lettered. k poison changes in a batch of n cost O(k log n) attempts, not n.
-    private func isolate(_ changes: ArraySlice<ResolvedChange>, outcomes: inout [EventOutcome?]) throws {
+    ///
+    /// With `unclearToo`, an unclear failure is split the same way; a single change that still meets
+    /// it is dead-lettered with its SQLSTATE and message, but only when the failure is about that
+    /// change: a database-level one (`ErrorClassifier.isDatabaseLevel`), or a database that cannot
+    /// even run `SELECT 1` after rolling back, throws `DatabaseBroken` and the batch is retried.
+    private func isolate(_ changes: ArraySlice<ResolvedChange>, unclearToo: Bool, outcomes: inout [EventOutcome?]) throws {
         guard !changes.isEmpty else { return }
         try conn.execute("SAVEPOINT cdcr_isolate")
         do {
             try execute(StagedPlan(BatchPlanner.plan(Array(changes))), outcomes: &outcomes)
             try conn.execute("RELEASE SAVEPOINT cdcr_isolate")
         } catch {
-            guard case let .poison(p) = ErrorClassifier.classify(error) else { throw error }
-            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_isolate; RELEASE SAVEPOINT cdcr_isolate")
+            let refusal: PoisonError
+            switch ErrorClassifier.classify(error) {
+            case let .poison(p):
+                refusal = p
+                try conn.execute("ROLLBACK TO SAVEPOINT cdcr_isolate; RELEASE SAVEPOINT cdcr_isolate")
+            case let .unclear(_, sqlState) where unclearToo:
+                if ErrorClassifier.isDatabaseLevel(sqlState: sqlState) { throw DatabaseBroken(cause: error) }
+                refusal = PoisonError(.rejected, "the target failed on this change alone: \((error as? PGError)?.message ?? "\(error)")", sqlState: sqlState)
+                do {
+                    try conn.execute("ROLLBACK TO SAVEPOINT cdcr_isolate; RELEASE SAVEPOINT cdcr_isolate")
+                    try conn.query("SELECT 1")
+                } catch {
+                    throw DatabaseBroken(cause: error)
+                }
+            default:
+                throw error
+            }
             if changes.count == 1 {
-                outcomes[changes.first!.eventIndex] = .deadLettered(p)
+                outcomes[changes.first!.eventIndex] = .deadLettered(refusal)
                 return
             }
             let mid = changes.startIndex + changes.count / 2
-            try isolate(changes[changes.startIndex..<mid], outcomes: &outcomes)
-            try isolate(changes[mid...], outcomes: &outcomes)
+            try isolate(changes[changes.startIndex..<mid], unclearToo: unclearToo, outcomes: &outcomes)
+            try isolate(changes[mid...], unclearToo: unclearToo, outcomes: &outcomes)
         }
     }
 
@@ -260,4 +292,12 @@ public final class BatchApplier {
 /// A PostgreSQL array literal of text values, for binding as one `text[]` parameter.
 func pgArrayLiteral(_ values: [String]) -> String {
     pgArrayLiteralNullable(values.map(Optional.some))
+}
+
+/// Isolating a batch's changes failed for a reason that is not about any one change: the database
+/// itself is broken (a system or corruption error, or it cannot run a statement after a rollback).
+/// Nothing is dead-lettered; the batch is retried until the database recovers.
+public struct DatabaseBroken: Error, CustomStringConvertible {
+    public let cause: any Error
+    public var description: String { "the target database is failing for a reason that is not about one change: \(cause)" }
 }

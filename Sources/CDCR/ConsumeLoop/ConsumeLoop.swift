@@ -261,8 +261,9 @@ public final class ConsumeLoop {
         let previous = try collectInFlight()
         // The apply thread owns `applier` until `collectInFlight` has waited for it.
         let me = UncheckedSendable(self)
-        let outcomes = Handoff(on: applyQueue) { try me.value.retrying("apply batch", reconnectingTarget: true) { try me.value.currentApplier().apply(decoded, prepared: prepared) } }
+        let outcomes = Handoff(on: applyQueue) { try me.value.applyRetrying(decoded, prepared: prepared) }
         inFlight = InFlightBatch(batch: batch, decoded: decoded, started: started, pollTook: pollTook, decodeTook: decodeTook, outcomes: outcomes)
+        health?.applyStarted(at: started)
         guard let previous else { return }
         do {
             try settle(previous)
@@ -353,21 +354,55 @@ public final class ConsumeLoop {
         return (decoded, PreparedBatch.make(decoded, tables: tables, settings: settings))
     }
 
+    /// Applies a batch on the apply thread. A transient failure is retried until it passes (see
+    /// `retrying`); an unclear one (`FailureClass.unclear`) `unclear_error_retries` times, after
+    /// which the batch is isolated change by change and a change that fails alone is dead-lettered.
+    /// If isolation shows the database itself is broken (`DatabaseBroken`), the batch is retried for
+    /// as long as that lasts. Either way the health state says why the batch is waiting.
+    private func applyRetrying(_ decoded: [Result<DecodedMessage, PoisonError>], prepared: PreparedBatch) throws -> [EventOutcome] {
+        var unclearFailures = 0
+        defer { health?.setApplyProblem(nil) }
+        return try retrying("apply batch", reconnectingTarget: true, unclear: { error, reason in
+            unclearFailures += 1
+            let isolating = unclearFailures > self.settings.unclearErrorRetries
+            self.logger.warning(isolating ? "apply batch failed for an unclear reason; isolating its changes next" : "apply batch failed for an unclear reason, retrying", metadata: [
+                "error": "\(error)", "reason": "\(reason)", "attempt": "\(unclearFailures)", "retries": "\(self.settings.unclearErrorRetries)",
+            ])
+            self.health?.setApplyProblem("unclear failure (\(reason)): \(error)")
+        }) {
+            try currentApplier().apply(decoded, prepared: unclearFailures == 0 ? prepared : nil,
+                                       isolateUnclear: unclearFailures > settings.unclearErrorRetries)
+        }
+    }
+
     /// Runs `body` until it succeeds, retrying transient failures with capped exponential backoff.
     /// A stop request during an outage abandons the batch: nothing is committed, it is redelivered.
     /// Only the apply thread passes `reconnectingTarget`: it owns the target connection while a batch
     /// is in flight, and dead letters and offset commits are retried on the consume thread meanwhile.
-    private func retrying<T>(_ what: String, reconnectingTarget: Bool = false, _ body: () throws -> T) throws -> T {
+    /// With `unclear`, unclear failures are retried too, after `unclear` has seen each one.
+    private func retrying<T>(_ what: String, reconnectingTarget: Bool = false, unclear: ((any Error, String) -> Void)? = nil,
+                             _ body: () throws -> T) throws -> T {
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         while true {
             do {
                 return try body()
             } catch {
-                guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
+                let reason: String
+                switch ErrorClassifier.classify(error) {
+                case let .transient(r):
+                    reason = r
+                    let broken = error is DatabaseBroken
+                    logger.log(level: broken ? .error : .warning, "\(what) failed, retrying", metadata: [
+                        "error": "\(error)", "reason": "\(r)", "attempt": "\(backoff.attempt + 1)",
+                    ])
+                    if reconnectingTarget { health?.setApplyProblem(broken ? "\(error)" : "retrying \(what): \(r)") }
+                case let .unclear(r, _) where unclear != nil:
+                    reason = r
+                    unclear!(error, r)
+                default:
+                    throw error
+                }
                 let delay = backoff.next()
-                logger.warning("\(what) failed, retrying", metadata: [
-                    "error": "\(error)", "reason": "\(reason)", "attempt": "\(backoff.attempt)", "delay_ms": "\(delay)",
-                ])
                 CDCRMetrics.recordRetry(reason)
                 if !stop.sleep(ms: delay) { throw StoppedDuringRetry() }
                 if reconnectingTarget, let applier, !applier.conn.isHealthy || reason == "pg_connection" {

@@ -145,7 +145,7 @@ public final class Replayer {
             let tables = applier.knownTables
             let started = ContinuousClock.now
             let (outcomes, next) = try concurrently(
-                { try me.value.applier.apply(current.items, prepared: current.prepared, dryRun: dryRun) },
+                { try me.value.applier.apply(current.items, prepared: current.prepared, dryRun: dryRun, isolateUnclear: true) },
                 { UncheckedSendable(try me.value.fetch(window, after: current.last, tables: tables)) })
             chunk = next.value
             var dead: [(KafkaMessage, PoisonError, changeID: String?)] = []

@@ -168,7 +168,7 @@ public final class Repairer {
             }
         }
         guard !items.isEmpty else { return result }
-        let outcomes = try applier.applyInOpenTransaction(items)
+        let outcomes = try applier.applyInOpenTransaction(items, isolateUnclear: true)
         var logged: [(key: KeyTexts, action: String, changeID: String)] = []
         for (plan, outcome) in zip(planned, outcomes) {
             switch outcome {
