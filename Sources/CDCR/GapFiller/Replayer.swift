@@ -49,7 +49,6 @@ public enum ReplayRun {
         let (fromMicros, toMicros) = try window(settings: settings, from: from, to: to)
         let source = try PGConnection.connect(settings.sourceURL!)
         defer { source.close() }
-        try SourceChangeLog.requireInstalled(on: source)
         let target = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-replay")
         defer { target.close() }
         try BookkeepingSchema.install(on: target)
@@ -57,6 +56,7 @@ public enum ReplayRun {
                                 settings: settings, logger: logger) { try DeadLetterWriter(settings: settings) }
         defer { replayer.close() }
         try replayer.check(fromMicros: fromMicros, toMicros: toMicros, nowMicros: Int64(Date().timeIntervalSince1970 * 1_000_000))
+        try SourceChangeLog.requireInstalled(on: source)
         let window = (CivilTime.timestampString(micros: fromMicros) + "Z", CivilTime.timestampString(micros: toMicros) + "Z")
         var total = 0
         return try replayer.run(from: window.0, to: window.1, tables: tables, dryRun: dryRun,
