@@ -7,6 +7,12 @@ import Testing
 
 @Suite("messages Kafka deleted before the applier read them")
 struct RetentionTests {
+    /// A native INSERT of order `id` (change ID and version `id`).
+    static func insert(_ id: Int, status: String, topic: String) -> OutgoingMessage {
+        let json = #"{"change_id": "\#(id)", "table": "public.orders", "operation": "INSERT", "key": {"id": \#(id)}, "data": {"id": \#(id), "status": "\#(status)"}, "version": \#(id)}"#
+        return OutgoingMessage(topic: topic, partition: 0, key: nil, value: Array(json.utf8))
+    }
+
     @Test("only skipped offsets below the log start count as lost; compaction and transaction markers do not")
     func watchRules() {
         var watch = RetentionWatch()
@@ -31,10 +37,7 @@ struct RetentionTests {
         let kafka = try TestKafka()
         let target = try pg.createDatabase()
         try kafka.createTopic("ret")
-        func event(_ id: Int, status: String = "new") -> OutgoingMessage {
-            let json = #"{"change_id": "\#(id)", "table": "public.orders", "operation": "INSERT", "key": {"id": \#(id)}, "data": {"id": \#(id), "status": "\#(status)"}, "version": \#(id)}"#
-            return OutgoingMessage(topic: "ret", partition: 0, key: nil, value: Array(json.utf8))
-        }
+        func event(_ id: Int, status: String = "new") -> OutgoingMessage { Self.insert(id, status: status, topic: "ret") }
         // The mock broker makes a group that a member left wait out the session timeout before the
         // next member joins: keep it short, as each run below rejoins.
         let args = runArgs(brokers: kafka.brokers, topic: "ret", group: "ret", target: target, extra: [
@@ -86,10 +89,7 @@ struct RetentionTests {
         let kafka = try TestKafka()
         let target = try pg.createDatabase()
         try kafka.createTopic("ret-empty")
-        func event(_ id: Int, status: String = "new") -> OutgoingMessage {
-            let json = #"{"change_id": "\#(id)", "table": "public.orders", "operation": "INSERT", "key": {"id": \#(id)}, "data": {"id": \#(id), "status": "\#(status)"}, "version": \#(id)}"#
-            return OutgoingMessage(topic: "ret-empty", partition: 0, key: nil, value: Array(json.utf8))
-        }
+        func event(_ id: Int, status: String = "new") -> OutgoingMessage { Self.insert(id, status: status, topic: "ret-empty") }
         let args = runArgs(brokers: kafka.brokers, topic: "ret-empty", group: "ret-empty", target: target, extra: [
             "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500",
         ])
