@@ -49,7 +49,14 @@ public final class GapFillScheduler {
                 }
                 stop.sleep(ms: g.intervalSeconds * 1000)
             } catch {
-                guard case let .transient(reason) = ErrorClassifier.classify(error) else { throw error }
+                // An unclear failure (a statement timeout, a system error) is retried like an outage:
+                // the next pass reads the same window again, and the stream must not stop over it.
+                let reason: String
+                switch ErrorClassifier.classify(error) {
+                case let .transient(r): reason = r
+                case let .unclear(r, _): reason = r
+                default: throw error
+                }
                 logger.warning("gap fill pass failed, retrying", metadata: ["error": "\(error)", "reason": "\(reason)"])
                 CDCRMetrics.recordRetry(reason)
                 conns = nil

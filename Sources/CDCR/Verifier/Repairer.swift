@@ -126,7 +126,10 @@ public final class Repairer {
                     break
                 } catch {
                     attempt += 1
-                    guard case .transient = ErrorClassifier.classify(error), attempt < 5 else { throw error }
+                    switch ErrorClassifier.classify(error) {
+                    case .transient where attempt < 5, .unclear where attempt <= settings.unclearErrorRetries: break
+                    default: throw error
+                    }
                     logger.warning("repair batch failed, retrying", metadata: ["table": "\(diff.source)", "error": "\(error)"])
                     Thread.sleep(forTimeInterval: 0.2 * Double(attempt))
                 }

@@ -99,15 +99,21 @@ struct RelayCommand: ParsableCommand {
         for sig in [SIGTERM, SIGINT] { signal(sig) { _ in RelayCommand.stopRequested.stop() } }
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         var relay: Relay?
+        var unclearFailures = 0  // in a row: a relay that keeps failing so stops with the error
         while !stop.isStopped && !Self.stopRequested.isStopped {
             do {
                 if relay == nil { relay = try Relay(source: try PGConnection.connect(url), settings: settings, logger: logger) }
                 try relay!.pass()
                 backoff.reset()
+                unclearFailures = 0
                 if once { break }
                 Self.stopRequested.sleep(ms: intervalMs)
             } catch {
-                guard case .transient = ErrorClassifier.classify(error) else { fail(error) }
+                switch ErrorClassifier.classify(error) {
+                case .transient: unclearFailures = 0
+                case .unclear where unclearFailures < settings.unclearErrorRetries: unclearFailures += 1
+                default: fail(error)
+                }
                 logger.warning("relay pass failed, retrying", metadata: ["error": "\(error)"])
                 relay?.close()
                 relay = nil
