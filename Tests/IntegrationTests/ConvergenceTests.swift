@@ -6,11 +6,11 @@ import Testing
 
 @Suite("convergence under duplicates, replays and crashes")
 struct ConvergenceTests {
-    @Test("random workload with duplicates, reordered replays and a killed applier converges exactly")
-    func randomizedConvergence() throws {
+    @Test("random workload with duplicates, reordered replays and a killed applier converges exactly", arguments: BrokerKind.allCases)
+    func randomizedConvergence(_ broker: BrokerKind) throws {
         let seed = UInt64.random(in: 0...UInt64.max)
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         let topic = "conv", partitions = 3
         try kafka.createTopic(topic, partitions: partitions)
@@ -34,7 +34,7 @@ struct ConvergenceTests {
         // First applier: killed with SIGKILL part-way through.
         let args = ["run", "--brokers", kafka.brokers, "--topic", topic, "--group", "conv", "--target", target,
                     "--batch-max-events", "150", "--kafka-property", "log_level=3",
-                    "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
+                    "--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"] + kafka.clientFlags
         let first = try CDCRProcess.start(args)
         let progressed = waitUntil(timeout: .seconds(90)) { ledgerCount(target) > 1_000 || first.hasExited }
         first.signal(SIGKILL)
