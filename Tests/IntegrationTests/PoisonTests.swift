@@ -50,10 +50,10 @@ struct PoisonTests {
         #expect(offsets.committed == offsets.end)
     }
 
-    @Test("a value the column cannot hold is poison even when a later change of the key in the same batch replaces it")
-    func poisonFoldedAway() throws {
+    @Test("a value the column cannot hold is poison even when a later change of the key in the same batch replaces it", arguments: BrokerKind.allCases)
+    func poisonFoldedAway(_ broker: BrokerKind) throws {
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         try kafka.createTopic("fold")
         func change(_ id: String, key: Int, amount: String, version: Int) -> OutgoingMessage {
@@ -78,10 +78,10 @@ struct PoisonTests {
         #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 2, "dead-lettered changes are not in the ledger")
     }
 
-    @Test("--on-poison halt stops with an error and commits nothing past the poison")
-    func halt() throws {
+    @Test("--on-poison halt stops with an error and commits nothing past the poison", arguments: BrokerKind.allCases)
+    func halt(_ broker: BrokerKind) throws {
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         try kafka.createTopic("fx.halt")
         _ = try kafka.produce(fixture: "\(Fixtures.root)/native/poison.jsonl", topic: "fx.halt")
