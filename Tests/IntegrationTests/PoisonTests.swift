@@ -14,15 +14,15 @@ struct PoisonTests {
         "unknown operation": "unknown_operation", "no key": "no_key",
     ]
 
-    @Test("poison.jsonl: bad messages are dead-lettered with their headers, the good one applies")
-    func poisonFixture() throws {
+    @Test("poison.jsonl: bad messages are dead-lettered with their headers, the good one applies", arguments: BrokerKind.allCases)
+    func poisonFixture(_ broker: BrokerKind) throws {
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         try kafka.createTopic("fx.poison")
         let lines = try kafka.produce(fixture: "\(Fixtures.root)/native/poison.jsonl", topic: "fx.poison")
 
-        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.poison", group: "g", target: target))
+        let r = try CDCRProcess.run(runArgs(kafka: kafka, topic: "fx.poison", group: "g", target: target))
         #expect(r.status == 0, "\(r.stderr)")
         let conn = try PGConnection.connect(target)
         #expect(try Expect.check(conn, expectedFile: "\(Fixtures.root)/native/poison.expected.json") == [])
@@ -50,10 +50,10 @@ struct PoisonTests {
         #expect(offsets.committed == offsets.end)
     }
 
-    @Test("a value the column cannot hold is poison even when a later change of the key in the same batch replaces it")
-    func poisonFoldedAway() throws {
+    @Test("a value the column cannot hold is poison even when a later change of the key in the same batch replaces it", arguments: BrokerKind.allCases)
+    func poisonFoldedAway(_ broker: BrokerKind) throws {
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         try kafka.createTopic("fold")
         func change(_ id: String, key: Int, amount: String, version: Int) -> OutgoingMessage {
@@ -66,7 +66,7 @@ struct PoisonTests {
             change("a1", key: 1, amount: "abc", version: 1), change("a2", key: 1, amount: "1.50", version: 2),
             change("b2", key: 2, amount: "2.50", version: 2), change("b1", key: 2, amount: "x9", version: 1),
         ])
-        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fold", group: "g", target: target))
+        let r = try CDCRProcess.run(runArgs(kafka: kafka, topic: "fold", group: "g", target: target))
         #expect(r.status == 0, "\(r.stderr)")
         let summary = try runSummary(r.stdout)
         #expect(summary["dead_lettered"]?.int64Value == 2 && summary["applied"]?.int64Value == 2, "\(r.stdout)")
@@ -78,14 +78,14 @@ struct PoisonTests {
         #expect(try Expect.count(conn, "SELECT count(*) FROM cdcr.ledger") == 2, "dead-lettered changes are not in the ledger")
     }
 
-    @Test("--on-poison halt stops with an error and commits nothing past the poison")
-    func halt() throws {
+    @Test("--on-poison halt stops with an error and commits nothing past the poison", arguments: BrokerKind.allCases)
+    func halt(_ broker: BrokerKind) throws {
         let pg = try TestPostgres.sharedCluster()
-        let kafka = try TestKafka()
+        let kafka = try TestKafka(broker)
         let target = try pg.createDatabase()
         try kafka.createTopic("fx.halt")
         _ = try kafka.produce(fixture: "\(Fixtures.root)/native/poison.jsonl", topic: "fx.halt")
-        let r = try CDCRProcess.run(runArgs(brokers: kafka.brokers, topic: "fx.halt", group: "g", target: target, extra: ["--on-poison", "halt"]))
+        let r = try CDCRProcess.run(runArgs(kafka: kafka, topic: "fx.halt", group: "g", target: target, extra: ["--on-poison", "halt"]))
         #expect(r.status == 1)
         #expect(r.stderr.contains("halting on poison event at fx.halt/0@0"))
         let offsets = try kafka.offsets(group: "g", topic: "fx.halt", partitions: 1)

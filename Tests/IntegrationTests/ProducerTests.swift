@@ -20,6 +20,21 @@ struct ProducerTests {
         #expect(offsets == [0, 0, 1, 1, 2, 2, 3])
     }
 
+    @Test("send waits out its timeout in time, not in polls: 3,000 messages acknowledged one by one all count", arguments: BrokerKind.allCases)
+    func manySingleMessageBatches(_ broker: BrokerKind) throws {
+        let kafka = try TestKafka(broker)
+        try kafka.createTopic("p.single")
+        // One message per produce request: delivery reports arrive a few at a time, so each poll
+        // returns long before its 50 ms.
+        let producer = try KafkaProducer(properties: [
+            ("bootstrap.servers", kafka.brokers), ("log_level", "3"), ("linger.ms", "0"), ("batch.num.messages", "1"),
+        ])
+        defer { producer.close() }
+        let offsets = try producer.send((0..<3_000).map { OutgoingMessage(topic: "p.single", partition: 0, key: nil, value: Array("m\($0)".utf8)) })
+        #expect(offsets == (0..<3_000).map(Int64.init))
+        #expect(try producer.watermarks(TopicPartition(topic: "p.single", partition: 0)).high == 3_000)
+    }
+
     @Test("a call that timed out cannot complete the next one with its late acknowledgements")
     func lateReportsStayWithTheirCall() throws {
         let kafka = try TestKafka()

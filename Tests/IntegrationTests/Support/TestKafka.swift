@@ -2,20 +2,69 @@ import CDCCore
 import CDCKafka
 import CDCR
 import Foundation
+import Testing
 
-/// An in-process mock Kafka cluster (a real Kafka-protocol broker on loopback) plus helpers.
-final class TestKafka: @unchecked Sendable {
-    // @unchecked Sendable: the cluster and producer are thread-safe librdkafka handles.
-    let cluster: MockCluster
+/// The Kafka-protocol brokers the integration tests run against (docs/BROKERS.md). Tests that take
+/// `arguments: BrokerKind.allCases` show up once per broker.
+enum BrokerKind: String, CaseIterable, Sendable, CustomTestStringConvertible {
+    /// librdkafka's in-process mock cluster: part of the client library itself.
+    case mock
+    /// tansu, an independent broker written in Rust, as a child process behind `KafkaProxy`.
+    case tansu
+
+    var testDescription: String { rawValue }
+}
+
+/// A test broker (`BrokerKind`) plus helpers that work the same on every kind.
+final class TestKafka: Sendable {
+    let kind: BrokerKind
+    private let mock: MockCluster?
+    private let tansu: TansuBroker?
     let producer: KafkaProducer
-    var brokers: String { cluster.bootstrapServers }
+    let brokers: String
 
-    init() throws {
-        cluster = try MockCluster()
-        producer = try KafkaProducer(properties: [("bootstrap.servers", cluster.bootstrapServers), ("log_level", "3")])
+    /// The mock cluster, for fault injection; only tests that run on the mock broker alone use it.
+    var cluster: MockCluster {
+        guard let mock else { preconditionFailure("fault injection needs BrokerKind.mock, this is \(kind)") }
+        return mock
     }
 
-    func createTopic(_ topic: String, partitions: Int = 1) throws { try cluster.createTopic(topic, partitions: partitions) }
+    init(_ kind: BrokerKind = .mock) throws {
+        self.kind = kind
+        var properties = [("log_level", "3")]
+        switch kind {
+        case .mock:
+            let cluster = try MockCluster()
+            (mock, tansu, brokers) = (cluster, nil, cluster.bootstrapServers)
+        case .tansu:
+            let broker = try TansuBroker()
+            (mock, tansu, brokers) = (nil, broker, broker.bootstrapServers)
+            // tansu 0.6 sets a partition's high watermark to the first offset of the last batch
+            // produced + 1, so a batch of n records leaves it n - 1 short: one record per batch.
+            properties += [("linger.ms", "0"), ("batch.num.messages", "1")]
+        }
+        producer = try KafkaProducer(properties: [("bootstrap.servers", brokers)] + properties)
+    }
+
+    /// `--kafka-property` flags a `cdcr` process needs against this broker. tansu holds every JoinGroup
+    /// for half the group's session timeout, waiting for more members (librdkafka's default of 45 s
+    /// would make each run wait 23 s); 6 s is the lowest Apache Kafka accepts.
+    var clientFlags: [String] {
+        switch kind {
+        case .mock: []
+        case .tansu: ["--kafka-property", "session.timeout.ms=6000", "--kafka-property", "heartbeat.interval.ms=500"]
+        }
+    }
+
+    deinit {
+        producer.close()
+        tansu?.stop()
+    }
+
+    func createTopic(_ topic: String, partitions: Int = 1) throws {
+        if let mock { try mock.createTopic(topic, partitions: partitions) }
+        if let tansu { try tansu.createTopic(topic, partitions: partitions) }
+    }
 
     /// Produces fixture lines (see ../shared/fixtures/README.md) to `topic` (default: each line's own).
     func produce(fixture path: String, topic: String? = nil) throws -> [FixtureLine] {
@@ -95,6 +144,11 @@ enum CDCRProcess {
 /// The outcome counts `run --stop-when-caught-up` prints as its last line (an empty object when none).
 func runSummary(_ stdout: String) throws -> JSONValue {
     try JSONParser.parse(stdout.split(separator: "\n").last.map(String.init) ?? "{}")
+}
+
+/// The common flags of an applier run against `kafka` and a target, with the broker's `clientFlags`.
+func runArgs(kafka: TestKafka, topic: String, group: String, target: String, extra: [String] = []) -> [String] {
+    runArgs(brokers: kafka.brokers, topic: topic, group: group, target: target, extra: kafka.clientFlags + extra)
 }
 
 /// The common flags of an applier run against a test broker and target.
