@@ -117,7 +117,7 @@ struct OperatorInputTests {
         while !broker.stdout.contains("bootstrap="), ContinuousClock.now < deadline { usleep(50_000) }
         // An ApiVersions request, then a reset before the answer is read: the forwarder then writes
         // to a closed socket.
-        var request = KafkaWire()
+        var request = KafkaEncoder()
         request.i16(18); request.i16(0); request.i32(1); request.string("hangup")
         let frame = withUnsafeBytes(of: Int32(request.bytes.count).bigEndian) { Array($0) } + request.bytes
         for _ in 0..<40 {

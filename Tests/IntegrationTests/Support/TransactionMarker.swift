@@ -10,7 +10,7 @@ import Glibc
 /// source support, Kafka Streams) has after each transaction, which consumers never receive.
 enum TransactionMarker {
     static func appendCommit(bootstrap: String, topic: String, partition: Int32) throws {
-        var batch = KafkaWire()
+        var batch = KafkaEncoder()
         batch.i32(-1)  // partitionLeaderEpoch
         batch.i8(2)  // magic
         let crcAt = batch.bytes.count
@@ -22,7 +22,7 @@ enum TransactionMarker {
         batch.i64(now); batch.i64(now)
         batch.i64(4_242); batch.i16(0); batch.i32(-1)  // producer id, epoch, base sequence
         batch.i32(1)  // one record: key = (version 0, type 1 = COMMIT), value = (version 0, coordinator epoch 0)
-        var record = KafkaWire()
+        var record = KafkaEncoder()
         record.i8(0); record.varint(0); record.varint(0)
         record.varint(4); record.i16(0); record.i16(1)
         record.varint(6); record.i16(0); record.i32(0)
@@ -30,16 +30,16 @@ enum TransactionMarker {
         batch.varint(Int64(record.bytes.count)); batch.bytes += record.bytes
         let crc = crc32c(batch.bytes[crcFrom...])
         withUnsafeBytes(of: crc.bigEndian) { batch.bytes.replaceSubrange(crcAt..<crcAt + 4, with: $0) }
-        var records = KafkaWire()
+        var records = KafkaEncoder()
         records.i64(0); records.i32(Int32(batch.bytes.count)); records.bytes += batch.bytes
 
-        var request = KafkaWire()
+        var request = KafkaEncoder()
         request.i16(0); request.i16(3); request.i32(1); request.string("cdcr-test-marker")  // Produce v3 header
         request.i16(-1)  // no transactional id
         request.i16(-1); request.i32(10_000)  // acks all, timeout
         request.i32(1); request.string(topic)
         request.i32(1); request.i32(partition); request.i32(Int32(records.bytes.count)); request.bytes += records.bytes
-        var framed = KafkaWire()
+        var framed = KafkaEncoder()
         framed.i32(Int32(request.bytes.count)); framed.bytes += request.bytes
 
         let parts = bootstrap.split(separator: ":")
@@ -58,14 +58,14 @@ enum TransactionMarker {
         // Response: size, correlation id, [topic [partition, error_code, base_offset, …]], throttle.
         var response = [UInt8](repeating: 0, count: 512)
         var got = 0
-        while got < 4 || got < 4 + Int(KafkaWire.readI32(response, 0)) {
+        while got < 4 || got < 4 + Int(KafkaEncoder.readI32(response, 0)) {
             let n = response.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, $0.count - got, 0) }
             guard n > 0 else { throw TestEnvironmentError("no produce response") }
             got += n
         }
-        let topicLength = Int(KafkaWire.readI16(response, 12))
+        let topicLength = Int(KafkaEncoder.readI16(response, 12))
         let errorAt = 14 + topicLength + 4 + 4
-        let error = KafkaWire.readI16(response, errorAt)
+        let error = KafkaEncoder.readI16(response, errorAt)
         guard error == 0 else { throw TestEnvironmentError("marker produce refused: error \(error)") }
     }
 
@@ -81,7 +81,7 @@ enum TransactionMarker {
 }
 
 /// Big-endian Kafka protocol encoding, just what the tests' raw requests need.
-struct KafkaWire {
+struct KafkaEncoder {
     var bytes: [UInt8] = []
     mutating func i8(_ v: Int8) { bytes.append(UInt8(bitPattern: v)) }
     mutating func i16(_ v: Int16) { withUnsafeBytes(of: v.bigEndian) { bytes += $0 } }
