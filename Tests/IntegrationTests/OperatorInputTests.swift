@@ -104,7 +104,10 @@ struct OperatorInputTests {
                                      "--kafka-property", "log_level=0"], timeout: .seconds(60))
         #expect(r.status == 64, "\(r.stderr.suffix(1500))")
         #expect(r.stderr.contains("cdcr source install") && r.stderr.contains("source_url"), "\(r.stderr.suffix(1500))")
-        let replay = try CDCRProcess.run(["replay", "--target", target, "--source", source, "--from", "2026-01-01T00:00:00Z", "--to", "2026-01-01T00:01:00Z"])
+        let conn = try PGConnection.connect(target)
+        defer { conn.close() }
+        let replay = try CDCRProcess.run(["replay", "--target", target, "--source", source,
+                                          "--from", try utcInstant(conn, "-1 hour"), "--to", try utcInstant(conn, "-30 minutes")])
         #expect(replay.stderr.contains("cdcr source install"), "\(replay.stderr.suffix(1500))")
     }
 
