@@ -82,6 +82,18 @@ public enum BookkeepingSchema {
         """
         ALTER TABLE cdcr.ledger ADD COLUMN full_change_id text;  -- the change ID when change_id holds its digest, else NULL
         """,
+        // `cdcr verify --since last`: where each table's last successful run left off.
+        """
+        CREATE TABLE cdcr.check_state (
+            table_name             text PRIMARY KEY,       -- source table, schema-qualified
+            target_table           text NOT NULL,          -- its target table
+            source_checked_through timestamptz NOT NULL,   -- the next run reads source changes from here (source clock)
+            target_checked_through timestamptz NOT NULL,   -- … and target changes (row versions, target clock)
+            mode                   text NOT NULL CHECK (mode IN ('full', 'incremental')),
+            keys_examined          bigint NOT NULL,
+            finished_at            timestamptz NOT NULL DEFAULT now()
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

@@ -104,6 +104,9 @@ public struct VerifySettings: Sendable {
     public var tables: [TableName]?
     public var floatTolerance: Double?
     public var settleSeconds: Double = 0
+    /// Per source table, a column holding each row's last change time (`verify.changed_columns`):
+    /// one of the key sources of `verify --since`.
+    public var changedColumns: [TableName: String] = [:]
 
     public init() {}
 }

@@ -130,6 +130,11 @@ public enum SettingsLoader {
                     case "tables": s.verify.tables = try strings(item, name).map(TableName.init(parsing:))
                     case "float_tolerance": s.verify.floatTolerance = try nonNegative(item, name)
                     case "settle_seconds": s.verify.settleSeconds = try nonNegative(item, name)
+                    case "changed_columns":
+                        guard let columns = item.objectMembers else { throw ConfigError(name, "must be an object of table: column") }
+                        for (table, column) in columns {
+                            s.verify.changedColumns[TableName(parsing: table)] = try string(column, "\(name).\(table)")
+                        }
                     default: throw ConfigError(name, "unknown setting")
                     }
                 }

@@ -23,6 +23,10 @@ public struct TableDiff: Sendable {
     /// How the descent went: ranges checksummed per level, rows compared row by row.
     public var rangesPerLevel: [Int] = []
     public var rowsFetched = 0
+    /// A sampled verify: how the keys were drawn and the estimated mismatch rate (nil: every key).
+    public var sample: SampleSummary?
+    /// An incremental verify: the changed keys compared, and where they came from (nil: every key).
+    public var incremental: IncrementalSummary?
 
     public var missing: Int { unlistedMissing + differences.count { if case .missing = $0.difference { true } else { false } } }
     public var extra: Int { unlistedExtra + differences.count { if case .extra = $0.difference { true } else { false } } }

@@ -31,7 +31,7 @@ extension VerifyReport {
                 + "\"source_rows\":\(t.sourceRows),\"target_rows\":\(t.targetRows),\"missing\":\(t.missing),\"extra\":\(t.extra),\"different\":\(t.different),"
                 + "\"unlisted\":\(t.unlisted),\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
                 + "\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
-                + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "],"
+                + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]" + t.modeJSON + ","
                 + "\"rows\":[" + rows.joined(separator: ",") + "]}"
         }
         return "{\"consistent\":\(isConsistent),\"tables\":[" + items.joined(separator: ",") + "],"
@@ -93,9 +93,40 @@ extension TableDiff {
     }
 
     var headline: String {
-        "\(source)\(target == source ? "" : " → \(target)"): source \(sourceRows) rows, target \(targetRows) rows, "
-            + "\(missing) missing, \(extra) extra, \(different) different"
-            + (settled > 0 ? ", \(settled) settled in flight" : "") + " (\(seconds(duration)) s)"
+        let name = "\(source)\(target == source ? "" : " → \(target)")"
+        let counts = "\(missing) missing, \(extra) extra, \(different) different" + (settled > 0 ? ", \(settled) settled in flight" : "")
+        if let sample {
+            return "\(name): \(sample.headline): \(counts) (\(seconds(duration)) s)"
+        }
+        if let incremental, !incremental.fullBecauseNoState {
+            return "\(name): \(incremental.examined) changed keys examined (\(incremental.sources)): \(counts) (\(seconds(duration)) s)"
+        }
+        return "\(name): source \(sourceRows) rows, target \(targetRows) rows, \(counts) (\(seconds(duration)) s)"
+    }
+
+    /// The `sample` / `incremental` members of a table's `--json` object (empty for a full verify).
+    var modeJSON: String {
+        var out = ""
+        if let sample {
+            let e = sample.estimate, (lo, hi) = e.interval, rows = e.differingRows
+            var method = ""
+            switch sample.method {
+            case let .randomKeys(l, h, drawn): method = "\"method\":\"random_keys\",\"key_min\":\(l),\"key_max\":\(h),\"drawn\":\(drawn)"
+            case let .keyHash(fraction): method = "\"method\":\"key_hash\",\"fraction\":\(fraction)"
+            }
+            out += ",\"sample\":{\(method),\"seed\":\(sample.seed),\"requested\":\(sample.requested),\"sampled\":\(e.sampled),"
+                + "\"differing\":\(e.differing),\"population\":\(e.population),\"rate\":\(e.rate),\"confidence\":\(e.confidence),"
+                + "\"interval\":[\(lo),\(hi)],\"differing_rows\":[\(rows.low),\(rows.high)]}"
+        }
+        if let i = incremental {
+            func count(_ n: Int?) -> String { n.map(String.init) ?? "null" }
+            func time(_ t: String?) -> String { t.map { JSONValue.string($0).serialized } ?? "null" }
+            out += ",\"incremental\":{\"examined\":\(i.examined),\"full_because_no_state\":\(i.fullBecauseNoState),"
+                + "\"since_source\":\(time(i.since?.source)),\"since_target\":\(time(i.since?.target)),"
+                + "\"from_change_log\":\(count(i.fromChangeLog)),\"from_changed_column\":\(count(i.fromChangedColumn)),"
+                + "\"from_row_versions\":\(count(i.fromRowVersions)),\"hashed_row_versions\":\(i.hashedRowVersions)}"
+        }
+        return out
     }
 }
 
@@ -116,3 +147,26 @@ extension RowDifference {
 
 /// A duration in seconds with millisecond precision, for reports.
 func seconds(_ d: Duration) -> String { String(format: "%.3f", d.seconds) }
+
+extension SampleSummary {
+    /// `sample of 16560 keys (seed 7; random keys in [1, 10000000], 16581 drawn) of ~10000000: mismatch rate 1.02 %
+    /// (99 % interval 0.84–1.24 %), ≈ 84000–124000 differing rows`
+    var headline: String {
+        let e = estimate, (lo, hi) = e.interval, rows = e.differingRows
+        func pct(_ x: Double) -> String { String(format: "%.3g %%", x * 100) }
+        return "sample of \(e.sampled) keys (seed \(seed); \(methodDescription)) of ~\(e.population): mismatch rate \(pct(e.rate)) "
+            + "(\(String(format: "%g", e.confidence * 100)) % interval \(pct(lo))–\(pct(hi))), ≈ \(rows.low)–\(rows.high) differing rows"
+    }
+}
+
+extension IncrementalSummary {
+    /// `change log 12, updated_at 3, row versions 9` and the bound.
+    var sources: String {
+        var parts: [String] = []
+        if let n = fromChangeLog { parts.append("change log \(n)") }
+        if let n = fromChangedColumn { parts.append("changed column \(n)") }
+        if let n = fromRowVersions { parts.append("row versions \(n)") }
+        if let since { parts.append("since \(since.source)" + (since.target == since.source ? "" : " / target \(since.target)")) }
+        return parts.joined(separator: ", ")
+    }
+}

@@ -21,6 +21,10 @@ public struct VerifyOptions: Sendable {
     /// False counts extra target rows without listing them, so they take no room from the rows a
     /// repair that keeps extra rows (no `--allow-delete`) will fix.
     public var listExtra = true
+    /// Compare a random sample of keys and estimate the mismatch rate (`--sample`, `--margin`).
+    public var sample: SampleOptions?
+    /// Compare only the keys changed since a time or the last successful run (`--since`).
+    public var incremental: IncrementalOptions?
 
     public init() {}
 }
@@ -103,7 +107,56 @@ public final class VerifyRun {
         try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
         let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance,
                                      maxListed: options.maxDifferences, listExtra: options.listExtra, logger: logger, progress: progress)
+        if let sample = options.sample { return try verifier.runSample(sample) }
+        if let incremental = options.incremental { return try verifyChanged(pair, incremental, verifier: verifier) }
         return try verifier.run(settleSeconds: options.settleSeconds)
+    }
+
+    /// `--since`: compares the keys changed since the bound; with `last` and no recorded run, the
+    /// whole table. A run that finds the table consistent records where the next one starts.
+    func verifyChanged(_ pair: TablePair, _ incremental: IncrementalOptions, verifier: TableVerifier) throws -> TableDiff {
+        let (source, target) = (self.source, self.target)
+        try CheckState.requireInstalled(on: target)
+        // Taken before anything is read, so the next run starting here misses nothing.
+        let (s, t) = try concurrently({ try CheckState.watermark(on: source) }, { try CheckState.watermark(on: target) })
+        let through = SinceBound(source: s, target: t)
+        let since: SinceBound?
+        switch incremental.since {
+        case let .time(text):
+            let instant = try Self.instant(text, on: source)
+            since = SinceBound(source: instant, target: instant)
+        case .last:
+            since = try CheckState.last(pair.source.name, on: target)
+        }
+        var diff: TableDiff
+        if let since {
+            let column = incremental.changedColumn(for: pair.source.name)
+            let (keys, summary, notes) = try ChangedKeys.collect(pair: pair, source: source, target: target, since: since, changedColumn: column)
+            diff = try verifier.runKeys(keys, settleSeconds: options.settleSeconds)
+            diff.notes += notes
+            diff.incremental = summary
+        } else {
+            diff = try verifier.run(settleSeconds: options.settleSeconds)
+            var summary = IncrementalSummary()
+            summary.examined = Int(diff.sourceRows) + diff.extra
+            summary.fullBecauseNoState = true
+            diff.incremental = summary
+            diff.notes.append("no earlier successful run of \(pair.source.name) in cdcr.check_state: compared in full")
+        }
+        if diff.isConsistent {
+            try CheckState.record(pair.source.name, target: pair.target.name, through: through, mode: since == nil ? "full" : "incremental",
+                                  keysExamined: diff.incremental?.examined ?? 0, on: target)
+        }
+        return diff
+    }
+
+    /// `--since TIME` as the database reads it (any `timestamptz` input).
+    static func instant(_ text: String, on conn: PGConnection) throws -> String {
+        do {
+            return try conn.query("SELECT $1::timestamptz::text", [text]).scalar ?? text
+        } catch {
+            throw VerifyError("--since '\(text)' is not a time (or 'last'): \(error.message)")
+        }
     }
 
     /// Verifies every table of the options, in order.

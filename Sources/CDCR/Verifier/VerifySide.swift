@@ -16,7 +16,7 @@ public final class VerifySide: @unchecked Sendable {
     let predicate: String?
     let floatTolerance: Double?
     /// The key columns as this side's SQL refers to them.
-    private let keyColumns: [ColumnComparedRef]
+    let keyColumns: [ColumnComparedRef]
 
     public init(_ side: Side, conn: PGConnection, pair: TablePair, predicate: String?, floatTolerance: Double?) {
         self.side = side
@@ -44,13 +44,13 @@ public final class VerifySide: @unchecked Sendable {
         keyColumns.map { $0.collateC ? "\($0.ref) COLLATE \"C\"" : $0.ref }.joined(separator: ", ")
     }
 
-    private var canonicalKeys: String {
+    var canonicalKeys: String {
         pair.keyColumns.map { $0.canonicalText(side) }.joined(separator: ", ")
     }
 
     var rowHash: String { rowHashExpression(pair.columns, side: side, floatTolerance: floatTolerance) }
 
-    private var whereClause: String { predicate.map { " AND (\($0))" } ?? "" }
+    var whereClause: String { predicate.map { " AND (\($0))" } ?? "" }
 
     /// A statement over `ranges`: bounded ranges as one join against unnested bound arrays, the open
     /// ones (at most the two ends) as their own parts, all UNION ALL'ed. `select` follows the range

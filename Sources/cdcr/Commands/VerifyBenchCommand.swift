@@ -7,7 +7,8 @@ import Foundation
 /// `cdcr bench verify`: two `orders` tables of N rows differing in 20 missing, 1 extra and 100
 /// changed rows; prints the time of `cdcr verify` against the time of `SELECT count(*)` on both
 /// tables, measured in the same run (medians of warm runs), checks the result is exact and reports
-/// the verify process's peak RSS.
+/// the verify process's peak RSS; then the time of a sampled verify (`--confidence 0.99 --margin
+/// 0.01`) of the same tables against the full one.
 struct VerifyBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
@@ -86,10 +87,27 @@ struct VerifyBench: ParsableCommand {
             }
             if i > 0 { verifyTimes.append(took) }
         }
-        let count = median(countTimes), verify = median(verifyTimes)
+        // The sampled verify of the same tables, a different seed each run.
+        var sampleTimes: [Double] = []
+        var sampled = 0
+        for i in 0...runs {
+            let start = ContinuousClock.now
+            let (status, out, _, _) = try ApplyBench.runChild([binary, "verify", "--json", "--table", "orders", "--confidence", "0.99", "--margin", "0.01",
+                                                               "--seed", String(i + 1), "--source", urls[0], "--target", urls[1]])
+            let took = (ContinuousClock.now - start).seconds
+            guard status == 0 || status == 2, case let .array(tables)? = try JSONParser.parse(out)["tables"], let sample = tables.first?["sample"] else {
+                print("sampled run \(i): exit \(status)")
+                throw ExitCode(1)
+            }
+            sampled = Int(sample["sampled"]?.int64Value ?? 0)
+            if i > 0 { sampleTimes.append(took) }
+        }
+        let count = median(countTimes), verify = median(verifyTimes), sample = median(sampleTimes)
         print(String(format: "count(*) on both tables: %.3f s (median of %d)", count, runs))
         print(String(format: "cdcr verify:             %.3f s (median of %d, whole process)", verify, runs))
         print(String(format: "verify / count = %.1f   target ≤ 10", verify / count))
+        print(String(format: "cdcr verify --confidence 0.99 --margin 0.01: %.3f s (median of %d, %d keys sampled)", sample, runs, sampled))
+        print(String(format: "full / sampled = %.1f   target ≥ 20", verify / sample))
         print("result exact (20 missing, 1 extra, 100 different): \(exact ? "yes" : "NO")")
         print("peak RSS of verify = \(peakKB / 1024) MB   target ≤ 200 MB")
         src.close()

@@ -81,6 +81,7 @@ struct VerifyCommand: ParsableCommand {
     var report: String?
     @Option(parsing: .unconditional, help: "Differing rows listed per table in the terminal and file reports.")
     var limit = 50
+    @OptionGroup var mode: VerifyModeOptions
 
     func validate() throws {
         if let report, !(report.hasSuffix(".md") || report.hasSuffix(".html")) {
@@ -91,7 +92,8 @@ struct VerifyCommand: ParsableCommand {
 
     func run() throws {
         let settings = try global.settings()
-        let options = try compare.options(settings)
+        var options = try compare.options(settings)
+        try mode.apply(to: &options, settings: settings)
         let progress = TerminalProgress(enabled: !json)
         let result: VerifyReport
         do {
