@@ -13,6 +13,8 @@ public final class CheckRun {
     let settings: Settings
     let rules: CheckRules
     let logger: Logger
+    /// Blocks per part of a split aggregate statement (`AggregateCheck.statement`); tests lower it.
+    public var blocksPerPart = AggregateCheck.defaultBlocksPerPart
     /// The checks that will run, in order.
     public private(set) var planned: [CheckRule] = []
 
@@ -102,7 +104,10 @@ public final class CheckRun {
     func run(_ rule: CheckRule) -> CheckResult {
         let (s, t) = (sourceSession, targetSession)
         switch rule.kind {
-        case let .aggregate(a): return AggregateCheck(name: rule.name, rule: a, targetTable: settings.targetTable(for: a.table)).run(source: s, target: t)
+        case let .aggregate(a):
+            var check = AggregateCheck(name: rule.name, rule: a, targetTable: settings.targetTable(for: a.table))
+            check.blocksPerPart = blocksPerPart
+            return check.run(source: s, target: t)
         case let .query(q): return QueryCheck(name: rule.name, rule: q).run(source: s, target: t)
         case let .references(r): return references(rule.name, r).run(source: s, target: t)
         case let .freshness(f): return FreshnessCheck(name: rule.name, rule: f, targetTable: settings.targetTable(for: f.table)).run(source: s, target: t)

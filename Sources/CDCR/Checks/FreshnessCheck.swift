@@ -1,5 +1,6 @@
 import CDCCore
 import CDCPostgres
+import Foundation
 
 /// `freshness`: the newest value of an `updated_at`-style column on each side (or, in the target,
 /// the newest row version cdcr applied to the table: `cdcr.row_versions.updated_at`); the target
@@ -59,7 +60,8 @@ struct FreshnessCheck {
         case let (sv?, tv?):
             let lag = max(0, sv - tv)
             r = CheckResult(name: name, kind: "freshness", status: lag > rule.maxLagSeconds ? .fail : .pass,
-                            summary: "\(rule.table).\(rule.column) newest \(s.1 ?? "?") in the source, \(what) newest \(t.1 ?? "?"): lag \(lag) s (max \(rule.maxLagSeconds) s)")
+                            summary: "\(rule.table).\(rule.column) newest \(s.1 ?? "?") in the source, \(what) newest \(t.1 ?? "?") in the target: "
+                                + "lag \(formatSeconds(lag)) s (max \(formatSeconds(rule.maxLagSeconds)) s)")
             r.add("lag_seconds", lag)
         }
         r.add("source_newest", s.1)
@@ -67,4 +69,12 @@ struct FreshnessCheck {
         r.add("max_lag_seconds", rule.maxLagSeconds)
         return r
     }
+}
+
+/// Seconds with up to three decimals and no trailing zeros (`3600`, `0.25`).
+func formatSeconds(_ s: Double) -> String {
+    var text = String(format: "%.3f", s)
+    while text.hasSuffix("0") { text.removeLast() }
+    if text.hasSuffix(".") { text.removeLast() }
+    return text
 }

@@ -26,8 +26,11 @@ struct CheckCommand: ParsableCommand {
     var json = false
     @Option(help: "Also write the report to FILE.md (Markdown) or FILE.html.")
     var report: String?
+    @Option(parsing: .unconditional, help: ArgumentHelp("8 KB blocks per part of a split aggregate statement.", visibility: .hidden))
+    var blocksPerPart: Int64?
 
     func validate() throws {
+        if let blocksPerPart, blocksPerPart < 1 { throw ValidationError("--blocks-per-part must be at least 1") }
         if let report, !(report.hasSuffix(".md") || report.hasSuffix(".html")) {
             throw ValidationError("--report '\(report)' must end in .md or .html")
         }
@@ -45,6 +48,7 @@ struct CheckCommand: ParsableCommand {
             let compared = settings.comparedTables(flags: tables)
             let run = try CheckRun(settings: settings, rules: checkRules, tables: compared, only: only, logger: Logs.logger(settings, label: "cdcr.check"))
             defer { run.close() }
+            if let blocksPerPart { run.blocksPerPart = blocksPerPart }
             // Everything is refused here, before a check runs or anything is stored.
             try run.validate()
             let progress = TerminalProgress(enabled: !json)
