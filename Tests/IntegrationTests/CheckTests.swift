@@ -214,6 +214,55 @@ struct CheckTests {
         #expect(try p.tgt.query("SELECT status, errors FROM cdcr.check_runs ORDER BY started_at DESC LIMIT 1").rows.first == ["error", "1"])
     }
 
+    @Test("schema: missing and extra tables, extra columns, nullability, keys, unique constraints; freshness from cdcr.row_versions")
+    func schemaAndRowVersions() throws {
+        let p = try CheckPair(try TestPostgres.sharedCluster())
+        try p.plant()
+        try p.src.execute("CREATE TABLE gone (id int PRIMARY KEY); CREATE TABLE keyed (a int NOT NULL, b int, c text UNIQUE, PRIMARY KEY (a))")
+        try p.tgt.execute("CREATE TABLE stray (id int); CREATE TABLE keyed (a int, b int NOT NULL, c text, x int UNIQUE, PRIMARY KEY (b))")
+        let r = try CDCRProcess.run(["check", "--json", "--only", "schema", "--table", "gone", "--table", "keyed"] + p.common)
+        #expect(r.status == 2, "\(r.stderr)")
+        let schema = try checksByName(r.stdout)["schema"]
+        #expect(number(schema, "missing_tables") == 1 && (number(schema, "extra_tables") ?? 0) >= 1 && number(schema, "extra_columns") == 1)
+        #expect(number(schema, "nullability_differences") == 2 && number(schema, "primary_key_differences") == 1 && number(schema, "unique_differences") == 2)
+        let lines = examples(schema).joined(separator: "\n")
+        #expect(lines.contains("missing table public.gone") && lines.contains("extra table public.stray"))
+        #expect(lines.contains("primary key of public.keyed: (a) in the source, (b) in the target"))
+        #expect(lines.contains("unique (c) of public.keyed missing in the target") && lines.contains("unique (x) only in the target public.keyed"))
+
+        // Freshness from the versions cdcr applied: none yet for the table, then one just now.
+        let rules = try CheckPair.rules("""
+            {"checks": [{"name": "applied", "kind": "freshness", "table": "orders", "column": "updated_at", "target": "row_versions", "max_lag_seconds": 60}]}
+            """)
+        let none = try CDCRProcess.run(["check", "--json", "--rules", rules, "--only", "applied"] + p.common)
+        #expect(none.status == 2, "\(none.stderr)")
+        #expect(try checksByName(none.stdout)["applied"]?["summary"]?.stringValue?.contains("no value in the target") == true)
+        try p.tgt.execute("INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted, updated_at) VALUES ('public.orders', '1', 1, false, '2026-02-01 11:59:30+00')")
+        let fresh = try CDCRProcess.run(["check", "--json", "--rules", rules, "--only", "applied"] + p.common)
+        #expect(fresh.status == 0, "\(fresh.stdout)")
+        #expect(try checksByName(fresh.stdout)["applied"]?["numbers"]?["lag_seconds"] == .number("29.0"))
+    }
+
+    @Test("query checks run read-only and under the statement timeout: a write or a slow query is an ERROR, nothing changes")
+    func readOnlyAndTimeout() throws {
+        let p = try CheckPair(try TestPostgres.sharedCluster())
+        try p.plant()
+        for conn in [p.src, p.tgt] { try conn.execute("CREATE SEQUENCE s") }
+        let rules = try CheckPair.rules("""
+            {"statement_timeout_ms": 200, "defaults": {"schema": false, "references": false}, "checks": [
+              {"name": "writes", "kind": "query", "source": "SELECT 1 AS k, nextval('s')", "target": "SELECT 1 AS k, nextval('s')"},
+              {"name": "slow", "kind": "query", "source": "SELECT 1 AS k, (SELECT 1 FROM pg_sleep(2)) AS v", "target": "SELECT 1 AS k, 1"}]}
+            """)
+        let r = try CDCRProcess.run(["check", "--json", "--rules", rules] + p.common)
+        #expect(r.status == 1, "\(r.stdout) \(r.stderr)")
+        let c = try checksByName(r.stdout)
+        #expect(c["writes"]?["status"]?.stringValue == "ERROR" && c["writes"]?["summary"]?.stringValue?.contains("read-only transaction") == true)
+        #expect(c["slow"]?["status"]?.stringValue == "ERROR" && c["slow"]?["summary"]?.stringValue?.contains("statement timeout") == true)
+        for conn in [p.src, p.tgt] {
+            #expect(try conn.query("SELECT is_called FROM s").scalar == "f", "the sequence never moved")
+        }
+    }
+
     @Test("hostile or wrong rules are refused with exit 64, naming the member, before anything runs or is stored")
     func hostileRules() throws {
         let p = try CheckPair(try TestPostgres.sharedCluster())

@@ -164,7 +164,7 @@ struct RuleReader {
         default: throw fail("\(at).kind", "unknown kind '\(kind)' (aggregate, query, references, schema, freshness)")
         }
         for (key, _) in members where key != "name" && key != "kind" && key != "$comment" && !allowed.contains(key) {
-            throw fail("\(at).\(key)", "unknown member of a \(kind) check (known: \(allowed.sorted().joined(separator: ", ")))")
+            throw fail("\(at).\(key)", "unknown member of \(kind == "aggregate" ? "an" : "a") \(kind) check (known: \(allowed.sorted().joined(separator: ", ")))")
         }
         func req(_ key: String) throws(ConfigError) -> JSONValue {
             guard let v = json[key] else { throw fail("\(at).\(key)", "required in a \(kind) check") }
