@@ -39,6 +39,7 @@ struct CheckCommand: ParsableCommand {
     func run() throws {
         let settings = try global.settings()
         var result: CheckReport
+        var notStored: (any Error)?
         do {
             var checkRules = CheckRules()
             if let rules {
@@ -55,7 +56,7 @@ struct CheckCommand: ParsableCommand {
             result = run.runAll { progress.show($0) }
             progress.clear()
             result.runID = CheckStore.newRunID()
-            try CheckStore.save(result, rulesFile: rules, tables: compared, on: run.target)
+            do { try CheckStore.save(result, rulesFile: rules, tables: compared, on: run.target) } catch { notStored = error }
         } catch {
             fail(error)
         }
@@ -65,6 +66,8 @@ struct CheckCommand: ParsableCommand {
                 fail("cannot write --report \(report): \(error)")
             }
         }
+        // The report is printed either way; a run that could not be stored is still an error.
+        if let notStored { fail("the run was not stored in cdcr.check_runs: \(notStored)") }
         switch result.status {
         case .pass: break
         case .fail: throw ExitCode(2)
