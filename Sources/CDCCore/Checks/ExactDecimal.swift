@@ -3,9 +3,11 @@
 /// numbers, which keep their text). Enough for sums of `numeric(p,s)` columns up to 38 digits; a
 /// number beyond that (or in exponent form) is only available as `Double`.
 public struct ExactDecimal: Sendable, Equatable, CustomStringConvertible {
+    /// value = significand / 10^scale.
     public let significand: Int128
     public let scale: Int
 
+    /// The value significand / 10^scale.
     public init(significand: Int128, scale: Int) {
         self.significand = significand
         self.scale = scale
@@ -66,8 +68,10 @@ public struct ExactDecimal: Sendable, Equatable, CustomStringConvertible {
         return x <= y
     }
 
+    /// The nearest Double (for relative tolerances).
     public var doubleValue: Double { Double(significand) / pow10(scale) }
 
+    /// Plain decimal text, scale kept (`0.0200`).
     public var description: String {
         let negative = significand < 0
         var digits = String(negative ? -significand : significand)

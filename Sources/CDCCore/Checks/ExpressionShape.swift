@@ -47,14 +47,17 @@ public func queryShapeProblem(_ query: String) -> String? {
 /// An aggregate measure: `count(*)`, `count(distinct col)`, `sum(col)`, `min(col)`, `max(col)`.
 /// `column` is an identifier to resolve against the catalog, never SQL.
 public struct MeasureSpec: Sendable, Equatable, CustomStringConvertible {
+    /// The aggregate function.
     public enum Function: String, Sendable {
         case count, countDistinct = "count distinct", sum, min, max
     }
 
+    /// What is computed.
     public let function: Function
     /// nil for `count(*)`.
     public let column: String?
 
+    /// A measure of `column` (nil only for `count(*)`).
     public init(function: Function, column: String?) {
         self.function = function
         self.column = column
@@ -89,6 +92,7 @@ public struct MeasureSpec: Sendable, Equatable, CustomStringConvertible {
         self.init(function: function, column: name)
     }
 
+    /// The text form, e.g. `sum(amount)`.
     public var description: String {
         switch function {
         case .count: "count(*)"

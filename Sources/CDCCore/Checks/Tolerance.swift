@@ -7,11 +7,13 @@ public struct Tolerance: Sendable, Equatable {
     /// Fraction of |source|.
     public var relative: Double?
 
+    /// Either bound, both, or neither (exact).
     public init(absolute: ExactDecimal? = nil, relative: Double? = nil) {
         self.absolute = absolute
         self.relative = relative
     }
 
+    /// Equal by meaning only.
     public static let exact = Tolerance()
 
     /// True when `source` and `target` count as equal. NULL equals only NULL.
@@ -42,6 +44,7 @@ public struct Tolerance: Sendable, Equatable {
 
 /// One group (or query row) whose measures are out of tolerance.
 public struct MeasureMismatch: Sendable, Equatable {
+    /// The group's key texts.
     public let key: [String?]
     /// Index of the measure in the check's measure list.
     public let measure: Int
@@ -52,12 +55,14 @@ public struct MeasureMismatch: Sendable, Equatable {
 /// What comparing two sides' groups found: groups only in the source (missing from the target),
 /// only in the target (extra), and measures out of tolerance, each in key order.
 public struct GroupComparison: Sendable, Equatable {
+    /// Distinct keys on each side.
     public var sourceGroups = 0
     public var targetGroups = 0
     public var missing: [[String?]] = []
     public var extra: [[String?]] = []
     public var outOfTolerance: [MeasureMismatch] = []
 
+    /// Nothing missing, extra or out of tolerance.
     public var passes: Bool { missing.isEmpty && extra.isEmpty && outOfTolerance.isEmpty }
 
     /// Compares rows of `keyCount` key texts followed by measure texts, group by group. A key that

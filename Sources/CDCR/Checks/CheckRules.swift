@@ -4,6 +4,7 @@ import CDCCore
 /// the ones that run by default: `schema` over the compared tables, and one `references` check per
 /// foreign key the source declares between compared tables.
 public struct CheckRules: Sendable {
+    /// The file's checks, in file order, names unique.
     public var checks: [CheckRule] = []
     /// Statement timeout of every check query, both sides.
     public var statementTimeoutMs = 300_000
@@ -12,14 +13,18 @@ public struct CheckRules: Sendable {
     /// Check every foreign key the source declares between compared tables, in the target.
     public var defaultReferences = true
 
+    /// No checks; the defaults on.
     public init() {}
 }
 
 /// One named check.
 public struct CheckRule: Sendable {
+    /// Unique among the run's checks.
     public let name: String
+    /// What it compares.
     public let kind: CheckKind
 
+    /// A check named `name`.
     public init(name: String, kind: CheckKind) {
         self.name = name
         self.kind = kind
@@ -34,6 +39,7 @@ public enum CheckKind: Sendable {
     case schema(SchemaRule)
     case freshness(FreshnessRule)
 
+    /// The kind's name in rules files, reports and `cdcr.check_results.kind`.
     public var label: String {
         switch self {
         case .aggregate: "aggregate"
@@ -47,25 +53,34 @@ public enum CheckKind: Sendable {
 
 /// Group-by expressions and measures over one table (source name; the target's is its `table_map` entry).
 public struct AggregateRule: Sendable {
+    /// The source table.
     public var table: TableName
+    /// A predicate over the table's columns, on both sides (shape-checked).
     public var filter: String?
+    /// Group-by expressions (shape-checked); none: one group of every row.
     public var groupBy: [String]
+    /// The measures, and each one's tolerance at the same index.
     public var measures: [MeasureSpec]
     public var tolerances: [Tolerance]
 }
 
 /// A pair of read-only queries returning `keyColumns` key columns, then numeric measures.
 public struct QueryRule: Sendable {
+    /// The queries (shape-checked), run as `SELECT * FROM (query) q`.
     public var source: String
     public var target: String
+    /// Leading columns that are the key.
     public var keyColumns: Int
+    /// Applies to every measure column.
     public var tolerance: Tolerance
 }
 
 /// child(columns) → parent(parentColumns); orphans counted in the target and the source.
 public struct ReferencesRule: Sendable {
+    /// The referencing table (source name) and its columns.
     public var child: TableName
     public var columns: [String]
+    /// The referenced table (source name) and its columns, in the same order.
     public var parent: TableName
     public var parentColumns: [String]
     /// The source constraint this default check came from, if any.
@@ -74,6 +89,7 @@ public struct ReferencesRule: Sendable {
 
 /// Source vs target catalog of `tables` (nil: the compared tables).
 public struct SchemaRule: Sendable {
+    /// Source tables; nil: the compared tables.
     public var tables: [TableName]?
 }
 
@@ -87,9 +103,12 @@ public enum FreshnessTarget: String, Sendable {
 
 /// Newest `column` per side; a lag beyond `maxLagSeconds` fails.
 public struct FreshnessRule: Sendable {
+    /// The source table and its timestamp column.
     public var table: TableName
     public var column: String
+    /// Where the target's newest value comes from.
     public var target: FreshnessTarget
+    /// The largest lag that passes.
     public var maxLagSeconds: Double
 }
 

@@ -8,6 +8,7 @@ import Logging
 /// once, on two threads), and stores the run and its results in the target
 /// (`cdcr.check_runs`, `cdcr.check_results`).
 public final class CheckRun {
+    /// The two read sessions (the target's also stores the run).
     public let source: PGConnection
     public let target: PGConnection
     let settings: Settings
@@ -51,6 +52,7 @@ public final class CheckRun {
 
     let tables: [TableName]
 
+    /// Closes both sessions.
     public func close() {
         source.close()
         target.close()

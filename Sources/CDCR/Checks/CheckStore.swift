@@ -14,6 +14,7 @@ public enum CheckStore {
         return "check-\(f.string(from: Date()))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
     }
 
+    /// Inserts the run and its results (creating or upgrading the bookkeeping schema first).
     public static func save(_ report: CheckReport, rulesFile: String?, tables: [TableName], on conn: PGConnection) throws {
         try BookkeepingSchema.install(on: conn)
         try conn.transaction { c in
