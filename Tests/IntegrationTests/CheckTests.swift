@@ -304,3 +304,18 @@ struct CheckTests {
         #expect(try Expect.count(p.src, "SELECT count(*) FROM customers") == 20)
     }
 }
+
+@Suite("check rules file")
+struct CheckRulesFileTests {
+    @Test("the example rules file parses into its four checks, with their tolerances")
+    func example() throws {
+        let path = Fixtures.projectRoot + "/config/checks.example.json"
+        let rules = try CheckRules.parse(try String(contentsOfFile: path, encoding: .utf8), file: path)
+        #expect(rules.checks.map(\.name) == ["orders_by_day_and_status", "revenue_by_customer", "items_have_orders", "orders_fresh"])
+        #expect(rules.checks.map(\.kind.label) == ["aggregate", "query", "references", "freshness"])
+        guard case let .aggregate(a) = rules.checks[0].kind else { Issue.record("not an aggregate"); return }
+        #expect(a.measures.map(\.description) == ["count(*)", "sum(amount)", "count(distinct customer_id)", "max(created_at)"])
+        #expect(a.tolerances[1].absolute == ExactDecimal("0.01") && a.tolerances[2].relative == 0.001 && a.tolerances[0] == .exact)
+        #expect(rules.statementTimeoutMs == 300_000 && rules.defaultSchema && rules.defaultReferences)
+    }
+}
