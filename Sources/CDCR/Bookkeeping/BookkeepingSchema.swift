@@ -94,6 +94,35 @@ public enum BookkeepingSchema {
             finished_at            timestamptz NOT NULL DEFAULT now()
         );
         """,
+        // `cdcr check` (docs/CHECKS.md): every run and each check's result, so runs can be
+        // scheduled and a check's history charted (numbers by check_name over checked_at).
+        """
+        CREATE TABLE cdcr.check_runs (
+            run_id      text PRIMARY KEY,
+            started_at  timestamptz NOT NULL,
+            finished_at timestamptz NOT NULL,
+            rules_file  text,                       -- as given to --rules (NULL: defaults only)
+            tables      text[] NOT NULL,            -- the compared source tables
+            status      text NOT NULL CHECK (status IN ('pass', 'fail', 'error')),
+            passed      int NOT NULL,
+            failed      int NOT NULL,
+            errors      int NOT NULL
+        );
+        CREATE INDEX check_runs_started ON cdcr.check_runs (started_at);
+        CREATE TABLE cdcr.check_results (
+            run_id      text NOT NULL REFERENCES cdcr.check_runs ON DELETE CASCADE,
+            check_name  text NOT NULL,
+            kind        text NOT NULL CHECK (kind IN ('aggregate', 'query', 'references', 'schema', 'freshness')),
+            status      text NOT NULL CHECK (status IN ('pass', 'fail', 'error')),
+            summary     text NOT NULL,              -- the report's one line (the error message for 'error')
+            numbers     jsonb NOT NULL,             -- the check's counts and measures, e.g. {"missing_groups": 1, …}
+            examples    jsonb NOT NULL,             -- up to 10 example lines of what failed
+            duration_ms int NOT NULL,
+            checked_at  timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (run_id, check_name)
+        );
+        CREATE INDEX check_results_history ON cdcr.check_results (check_name, checked_at);
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }
