@@ -97,7 +97,7 @@ struct RetentionTests {
         let first = try CDCRProcess.run(args)
         try #require(first.status == 0, "\(first.stderr.suffix(2000))")
 
-        // While the applier is down: one message set larger than the 5 MB the mock broker keeps per
+        // While the applier is down: a message set larger than the 5 MB the mock broker keeps per
         // partition, then a transaction marker: the broker drops both, so the log is empty (start =
         // end), far past the committed offset 5, as when retention empties an idle topic.
         let big = try KafkaProducer(properties: [
@@ -105,8 +105,8 @@ struct RetentionTests {
             ("batch.size", "16000000"), ("message.max.bytes", "16000000"), ("compression.type", "none"),
         ])
         defer { big.close() }
-        let large = String(repeating: "x", count: 800_000)
-        try big.send((100..<108).map { event($0, status: large) })
+        // One message, so it is one message set however the producer would batch several.
+        try big.send([event(100, status: String(repeating: "x", count: 6_000_000))])
         try TransactionMarker.appendCommit(bootstrap: kafka.brokers, topic: "ret-empty", partition: 0)
         let tp = TopicPartition(topic: "ret-empty", partition: 0)
         let (low, high) = try kafka.producer.watermarks(tp)
