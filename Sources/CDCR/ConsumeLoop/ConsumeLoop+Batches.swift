@@ -14,13 +14,15 @@ extension ConsumeLoop {
         let started: ContinuousClock.Instant
         let pollTook: Duration
         let decodeTook: Duration
-        let outcomes: Handoff<[EventOutcome]>
+        /// The outcomes, and when the target transaction that applied them committed.
+        let outcomes: Handoff<([EventOutcome], committedAt: Date)>
     }
 
     /// A batch the database has finished with (committed, or rolled back with every outcome known).
     struct FinishedBatch {
         let job: InFlightBatch
         let outcomes: [EventOutcome]
+        let committedAt: Date
         let phases: [(String, Duration)]
     }
 
@@ -43,7 +45,7 @@ extension ConsumeLoop {
         let previous = try collectInFlight()
         // The apply thread owns `applier` until `collectInFlight` has waited for it.
         let me = UncheckedSendable(self)
-        let outcomes = Handoff(on: applyQueue) { try me.value.applyRetrying(decoded, prepared: prepared) }
+        let outcomes = Handoff(on: applyQueue) { (try me.value.applyRetrying(decoded, prepared: prepared), committedAt: Date()) }
         inFlight = InFlightBatch(batch: batch, decoded: decoded, started: started, pollTook: pollTook, decodeTook: decodeTook, outcomes: outcomes)
         health?.applyStarted(at: started)
         guard let previous else { return }
@@ -73,13 +75,13 @@ extension ConsumeLoop {
     func collectInFlight() throws -> FinishedBatch? {
         guard let job = inFlight else { return nil }
         inFlight = nil
-        let outcomes = try job.outcomes.wait()
+        let (outcomes, committedAt) = try job.outcomes.wait()
         knownTables = applier?.knownTables ?? [:]
         if settings.onPoison == .halt, let i = outcomes.firstIndex(where: { if case .deadLettered = $0 { true } else { false } }),
            case let .deadLettered(p) = outcomes[i] {
             throw HaltError(position: position(job.batch[i]), poison: p)
         }
-        return FinishedBatch(job: job, outcomes: outcomes, phases: logger.logLevel <= .debug ? applier?.phases ?? [] : [])
+        return FinishedBatch(job: job, outcomes: outcomes, committedAt: committedAt, phases: logger.logLevel <= .debug ? applier?.phases ?? [] : [])
     }
 
     /// Dead-letters a finished batch's poison events, then commits its offsets and counts it.
@@ -120,9 +122,10 @@ extension ConsumeLoop {
             let phases = BatchApplier.describe([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases)
             logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
         }
-        CDCRMetrics.recordBatch(messages: batch, decoded: decoded, outcomes: outcomes,
-                                tableFor: { settings.targetTable(for: $0).description }, took: took)
-        health?.recordBatch(batchCounts)
+        let latencies = CDCRMetrics.recordBatch(messages: batch, decoded: decoded, outcomes: outcomes,
+                                                tableFor: { settings.targetTable(for: $0).description }, took: took,
+                                                committedAt: finished.committedAt)
+        health?.recordBatch(batchCounts, latencies: latencies)
     }
 
     /// Decoding is pure and per message, so a large batch is split across the cores. The rest of the
