@@ -40,8 +40,11 @@ struct BatchingStateMachineTests {
         #expect(m.pollReturnedNothing(now: at(4)) == .poll(timeout: limits.inFlightPoll), "the database is busy: keep filling")
         #expect(m.messageReceived(now: at(5)) == .poll(timeout: limits.inFlightPoll))
         // The database is done: ask the consumer once more before the batch goes, even though the
-        // last poll (made while it was busy) was empty.
+        // last poll (made while it was busy) was empty. The end is reported once: the loop stops
+        // looking at the finished batch (looking again would spin without polling).
+        #expect(m.watchingInFlight)
         #expect(m.inFlightFinished(now: at(30)) == .poll(timeout: limits.readyPoll))
+        #expect(!m.watchingInFlight && m.inFlight)
         #expect(m.pollReturnedNothing(now: at(31)) == .flush)
         #expect(m.handedOver(now: at(31)) == .poll(timeout: limits.inFlightPoll))
     }

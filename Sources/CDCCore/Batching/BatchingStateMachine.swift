@@ -57,8 +57,8 @@ public struct BatchingStateMachine: Sendable {
     /// What the loop does next.
     public enum Action: Sendable, Equatable {
         /// Poll the consumer once, for at most `timeout`; report `messageReceived` or
-        /// `pollReturnedNothing`. When a batch is in the database and its work has finished, report
-        /// `inFlightFinished` instead of polling.
+        /// `pollReturnedNothing`. While `watchingInFlight`, first look whether the batch in the
+        /// database has finished; if so report `inFlightFinished` instead of polling.
         case poll(timeout: Duration)
         /// Hand the pending batch to the database, first waiting for the batch there (if any) to
         /// end; then report `handedOver`.
@@ -83,6 +83,9 @@ public struct BatchingStateMachine: Sendable {
     public private(set) var inFlight = false
     /// The batch in the database has finished its work (its outcomes can be collected at once).
     private var inFlightDone = false
+    /// A batch is in the database and the machine has not been told it finished: before each poll
+    /// the loop looks whether it has, and reports `inFlightFinished` once.
+    public var watchingInFlight: Bool { inFlight && !inFlightDone }
     /// The last poll returned nothing, and the database was free when it was made.
     private var nothingReady = false
     /// The last message, or the last `idle`: the start of the quiet period.
@@ -116,7 +119,7 @@ public struct BatchingStateMachine: Sendable {
 
     /// The batch in the database has finished (observed before a poll).
     public mutating func inFlightFinished(now: Instant) -> Action {
-        precondition(inFlight, "no batch in flight")
+        precondition(watchingInFlight, "no batch in flight, or its end was reported already")
         inFlightDone = true
         nothingReady = false  // ask the consumer again, now that the database is free
         return decide(now)

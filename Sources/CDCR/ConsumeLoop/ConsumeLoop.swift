@@ -102,7 +102,7 @@ public final class ConsumeLoop {
             if let rebalanceError { throw rebalanceError }
             switch action {
             case let .poll(timeout):
-                if let inFlight, inFlight.outcomes.isFinished {
+                if batching.watchingInFlight, let inFlight, inFlight.outcomes.isFinished {
                     action = batching.inFlightFinished(now: .now)
                     continue run
                 }
