@@ -109,11 +109,16 @@ public final class ConsumeLoop {
                 action = try pollOnce(consumer, timeout: timeout, backoff: &backoff)
             case .flush:
                 try flush()
+                backoff.reset()
                 action = batching.handedOver(now: .now)
             case .settle:
                 try finishInFlight()
                 action = batching.settled(now: .now)
             case .idle:
+                // Consume errors come as a queue of events, one per poll: a backoff that only grew
+                // would sleep longer after each of them although the consumer recovered long ago.
+                // It restarts with each batch and each idle period (as it did per batch window).
+                backoff.reset()
                 try commitPastMarkers(consumer)
                 if stopWhenCaughtUp, try caughtUp(consumer) {
                     logger.info("caught up with every assigned partition; stopping")
@@ -161,7 +166,7 @@ public final class ConsumeLoop {
             let tp = TopicPartition(topic: message.topic, partition: message.partition)
             if let skipped = retention.read(tp, offset: message.offset) { checkRetention(skipped, before: message, tp, consumer) }
             if firstMessageAt == nil { firstMessageAt = .now }
-            backoff = Backoff(capMs: settings.retryMaxBackoffMs)
+            backoff.reset()
             return batching.messageReceived(now: .now)
         } catch {
             // Broker trouble surfaces here as transient consume errors: wait it out.
