@@ -67,7 +67,12 @@ struct AdminTests {
         #expect(value(#"cdcr_events_total{topic="adm",table="public.orders",operation="update",outcome="stale"}"#) == 1)
         #expect(value(#"cdcr_build_info{version="#) == 1)
         #expect(metrics.body.contains("cdcr_batch_duration_seconds_bucket"))
-        #expect(metrics.body.contains("cdcr_apply_latency_seconds_count"))
+        // Every consumed message's latency (Kafka timestamp → target commit) is observed once.
+        let consumed = metrics.body.split(separator: "\n").filter { $0.hasPrefix("cdcr_events_total{") }
+            .compactMap { Double($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        #expect(consumed > 0 && value("cdcr_apply_latency_seconds_count ") == consumed, "\(metrics.body.prefix(3000))")
+        #expect(metrics.body.contains(#"cdcr_apply_latency_seconds_bucket{le="0.001"}"#), "buckets from 1 ms")
+        #expect(metrics.body.contains("cdcr_source_latency_seconds_count"))
         #expect(metrics.body.contains("# TYPE cdcr_events_total counter"))
         let lint = try promtoolCheckMetrics(metrics.body)
         #expect(lint.status == 0, "promtool check metrics: \(lint.output)")
@@ -144,6 +149,8 @@ struct AdminTests {
         _ = httpGet(port: port, path: "/")
         let html = try #require(httpGet(port: port, path: "/"))
         #expect(html.status == 200 && html.body.contains("<svg id=lagchart") && html.body.contains("<polyline"))
+        #expect(html.body.contains("<p id=latency>latency (Kafka message time → target commit") && html.body.contains(" p99 <b>"),
+                "the status page shows the apply latency: \(html.body.prefix(2000))")
         #expect(!html.body.contains("<script") && !html.body.contains("http://") && !html.body.contains("https://"), "no external assets, no scripts")
 
         let shot = Fixtures.projectRoot + "/.build/status-page.png"

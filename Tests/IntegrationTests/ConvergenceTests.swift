@@ -139,21 +139,33 @@ struct FailureTests {
         #expect(offsets.committed == offsets.end)
     }
 
-    @Test("SIGTERM mid-batch: the batch being filled is applied and committed, then exit 0")
+    @Test("SIGTERM mid-batch: the batch in the database and the one being filled are applied and committed, then exit 0")
     func sigtermMidBatch() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
         let target = try pg.createDatabase()
         try kafka.createTopic("term")
         let w = Workload(changes: 500, keys: 100, seed: 7)
-        // A long batch window: the messages sit in the batch being filled when SIGTERM arrives.
+        let messages = w.changes.map { w.message($0, topic: "term", partitions: 1) }
+        // A batch goes to a free database at once, and the next fills while it is there: hold the
+        // first one in the database (the table is locked) so the rest sit in the batch being filled
+        // when SIGTERM arrives.
         let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "term", "--group", "term", "--target", target,
                                              "--batch-max-events", "100000", "--batch-max-wait-ms", "60000", "--kafka-property", "log_level=3"])
         #expect(waitUntil(timeout: .seconds(30)) { applier.stderr.contains("partitions assigned") }, "joined the group")
-        try kafka.send(w.changes.map { w.message($0, topic: "term", partitions: 1) })
+        let lock = try PGConnection.connect(target)
+        defer { lock.close() }
+        try lock.execute("BEGIN; LOCK TABLE public.orders IN ACCESS EXCLUSIVE MODE")
+        try kafka.send([messages[0]])
+        #expect(waitUntil(timeout: .seconds(10)) {
+            (try? Expect.count(lock, "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")) == 1
+        }, "the first batch waits for the lock in the database")
+        try kafka.send(Array(messages[1...]))
         sleep(2)
-        #expect(ledgerCount(target) == 0, "nothing applied before the batch closes")
+        #expect(ledgerCount(target) == 0, "nothing applied before the lock is released")
         applier.signal(SIGTERM)
+        sleep(1)
+        try lock.execute("COMMIT")
         #expect(applier.wait(timeout: .seconds(30)) == 0, "\(applier.stderr.suffix(2000))")
         let offsets = try kafka.offsets(group: "term", topic: "term", partitions: 1)
         #expect(ledgerCount(target) == 500)

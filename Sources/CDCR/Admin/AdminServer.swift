@@ -36,12 +36,29 @@ public final class HealthState: Sendable {
         waiting.withLock { w in w.first.map { (ContinuousClock.now - $0).seconds } ?? 0 }
     }
 
-    func recordBatch(_ counts: OutcomeCounts) {
+    /// Message timestamp → target commit of the last minutes (`cdcr_apply_latency_seconds`), for
+    /// the status page's quantiles.
+    private let latency = Mutex(LatencyWindow(minutes: 5))
+
+    func recordBatch(_ counts: OutcomeCounts, latencies: [Double] = []) {
         waiting.withLock { w in if !w.isEmpty { w.removeFirst() } }
         let now = Date().timeIntervalSince1970
+        if !latencies.isEmpty {
+            latency.withLock { w in for l in latencies { w.record(seconds: l, at: now) } }
+        }
         batches.withLock { b in
             b.append((now, counts.applied, counts.deadLettered))
             b.removeAll { $0.0 < now - 3_600 }
+        }
+    }
+
+    /// p50 and p99 of message timestamp → target commit over the last minutes, and how many
+    /// messages they are of; nil when none was applied in that time.
+    func latencyQuantiles() -> (p50: Double, p99: Double, count: Int, minutes: Int)? {
+        let now = Date().timeIntervalSince1970
+        return latency.withLock { w in
+            guard let p50 = w.quantile(0.5, at: now), let p99 = w.quantile(0.99, at: now) else { return nil }
+            return (p50, p99, w.count(at: now), w.minutes)
         }
     }
 

@@ -14,7 +14,8 @@ public enum CDCRMetrics {
         "cdcr_events_total": "Consumed change events by topic, target table, operation and outcome.",
         "cdcr_batch_duration_seconds": "Time to decode, apply, dead-letter and commit one batch.",
         "cdcr_batch_events": "Events per applied batch.",
-        "cdcr_apply_latency_seconds": "Source change time to applied in the target, per applied event.",
+        "cdcr_apply_latency_seconds": "Kafka message timestamp to the commit of the target transaction that applied it, per message.",
+        "cdcr_source_latency_seconds": "Source change time (the event's own timestamp) to the commit of the target transaction that applied it, per applied event.",
         "cdcr_retries_total": "Retried transient failures by reason.",
         "cdcr_kafka_lost_messages_total": "Messages Kafka deleted (retention) before the applier read them, per partition: their changes need a replay.",
         "cdcr_gap_fill_changes_total": "Changes replayed by the scheduled gap filler, by outcome.",
@@ -46,16 +47,29 @@ public enum CDCRMetrics {
         ])
     }
 
+    /// Latency buckets: from the milliseconds of an idle stream to the minutes of a backlog.
+    static func latencyHistogram(_ label: String) -> DurationHistogram {
+        registry.makeDurationHistogram(descriptor: descriptor(label), labels: [], buckets: [
+            .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+            .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+            .seconds(30), .seconds(60),
+        ])
+    }
+
     static func valueHistogram(_ label: String) -> ValueHistogram {
         registry.makeValueHistogram(descriptor: descriptor(label), labels: [], buckets: [1, 10, 100, 500, 1_000, 5_000, 10_000, 20_000, 50_000, 100_000])
     }
 
     /// Counts one committed batch's outcomes: `cdcr_events_total{topic,table,operation,outcome}`,
-    /// `cdcr_batch_events`, `cdcr_batch_duration_seconds`, `cdcr_apply_latency_seconds`.
+    /// `cdcr_batch_events`, `cdcr_batch_duration_seconds`; and its latencies up to `committedAt`
+    /// (when its target transaction committed): `cdcr_apply_latency_seconds` from each message's
+    /// Kafka timestamp, `cdcr_source_latency_seconds` from each applied change's source time.
+    /// Returns the former, in seconds (the status page's window).
+    @discardableResult
     static func recordBatch(
         messages: [KafkaMessage], decoded: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome],
-        tableFor: (TableName) -> String, took: Duration, now: Date = Date()
-    ) {
+        tableFor: (TableName) -> String, took: Duration, committedAt: Date
+    ) -> [Double] {
         /// One label set; consecutive events usually share it, so runs are counted before any
         /// dictionary lookup or label string is made.
         struct Labels: Hashable {
@@ -63,16 +77,25 @@ public enum CDCRMetrics {
         }
         var counts: [Labels: Int] = [:]
         var run: (labels: Labels, count: Int)?
-        let latency = durationHistogram("cdcr_apply_latency_seconds")
-        let nowMicros = Int64(now.timeIntervalSince1970 * 1_000_000)
+        let sourceLatency = latencyHistogram("cdcr_source_latency_seconds")
+        let applyLatency = latencyHistogram("cdcr_apply_latency_seconds")
+        let nowMicros = Int64(committedAt.timeIntervalSince1970 * 1_000_000)
+        var latencies: [Double] = []
+        latencies.reserveCapacity(messages.count)
         for (i, outcome) in outcomes.enumerated() {
+            // A producer's clock a little ahead of ours reads as 0, not as a negative latency.
+            if let ms = messages[i].timestampMillis, ms > 0 {
+                let micros = max(0, nowMicros - ms * 1_000)
+                applyLatency.recordNanoseconds(micros * 1_000)
+                latencies.append(Double(micros) / 1e6)
+            }
             var labels = Labels(topic: messages[i].topic, table: nil, operation: "unknown", outcome: outcome.metricLabel)
             switch decoded[i] {
             case let .success(.change(e)):
                 labels.table = e.table
                 labels.operation = e.operation.metricLabel
                 if case .applied = outcome, let ts = e.timestampMicros, nowMicros > ts {
-                    latency.recordNanoseconds((nowMicros - ts) * 1_000)
+                    sourceLatency.recordNanoseconds((nowMicros - ts) * 1_000)
                 }
             case .success(.tombstone): labels.operation = "tombstone"
             case .success(.logicalMessage): labels.operation = "logical_message"
@@ -98,6 +121,7 @@ public enum CDCRMetrics {
         }
         valueHistogram("cdcr_batch_events").record(Double(outcomes.count))
         durationHistogram("cdcr_batch_duration_seconds").recordNanoseconds(Int64(took.components.seconds) * 1_000_000_000 + took.components.attoseconds / 1_000_000_000)
+        return latencies
     }
 
     static func recordStall(seconds: Double) {

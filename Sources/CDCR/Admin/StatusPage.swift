@@ -24,6 +24,12 @@ enum StatusPage {
         var body = "<h1>cdcr <span class=\(report.status.rawValue.lowercased())>\(report.status.rawValue)</span></h1>"
         body += "<p>group <b>\(esc(report.group))</b> · \(health.assignedPartitions) partition(s) assigned here · total lag <b>\(report.totalLag)</b>"
         body += " · applied \(String(format: "%.1f", rates.applied))/s · dead-lettered \(String(format: "%.2f", rates.deadLettered))/s (last 5 min)</p>"
+        if let l = health.latencyQuantiles() {
+            body += "<p id=latency>latency (Kafka message time → target commit, last \(l.minutes) min, \(l.count) messages):"
+            body += " p50 <b>\(formatLatency(l.p50))</b> · p99 <b>\(formatLatency(l.p99))</b></p>"
+        } else {
+            body += "<p id=latency>latency: no message applied in the last minutes</p>"
+        }
         body += "<h2>Partitions</h2><table id=partitions><tr><th>topic</th><th>partition</th><th>committed</th><th>end</th><th>lag</th><th>lag s</th><th>status</th></tr>"
         for p in report.partitions {
             body += "<tr><td>\(esc(p.topic))</td><td>\(p.partition)</td><td>\(p.committed >= 0 ? String(p.committed) : "-")</td><td>\(p.end)</td><td>\(p.lag)</td>"
@@ -48,6 +54,14 @@ enum StatusPage {
             body += "</table>"
         }
         return page(body: body)
+    }
+
+    /// A latency for people: milliseconds below 10 s, else seconds. The window's buckets are 10 %
+    /// wide, so two significant digits are all it knows.
+    static func formatLatency(_ seconds: Double) -> String {
+        if seconds.isInfinite { return "> 15 min" }
+        if seconds < 0.01 { return String(format: "%.1f ms", seconds * 1_000) }
+        return seconds < 10 ? String(format: "%.0f ms", seconds * 1_000) : String(format: "%.0f s", seconds)
     }
 
     /// An inline SVG polyline of total lag over time.
