@@ -187,6 +187,22 @@ struct BackfillStreamTests {
         #expect(converged, "target differs in \((try? sameRows(src, tgt, ["public.accounts"])) ?? -1) rows; backfill: \(stdout)")
     }
 
+    @Test("the watermark waits for a running transaction that holds the newest transaction id (no newer one has completed)")
+    func watermarkWaitsForNewestTransaction() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src")
+        let open = try PGConnection.connect(source), reader = try PGConnection.connect(source)
+        try open.execute("BEGIN")
+        try open.query("SELECT pg_current_xact_id()")  // holds an id, as any writer does
+        // pg_snapshot_xmax would be one past the newest *completed* id here, which this transaction's
+        // id is not below: a wait keyed on it would not wait.
+        let mark = try Watermark.read(.lsn, on: reader)
+        #expect(mark.version == mark.read - 1)
+        #expect(throws: BackfillError.self) { try mark.waitForOlderTransactions(on: reader, timeout: .milliseconds(800)) }
+        try open.execute("COMMIT")
+        try mark.waitForOlderTransactions(on: reader, timeout: .seconds(30))
+    }
+
     @Test("a transaction open across the chunk's snapshot: the chunk waits for it, its change is in the copy, the stream's copy of it is stale")
     func transactionOpenAcrossSnapshot() throws {
         let pg = try TestPostgres.sharedCluster()

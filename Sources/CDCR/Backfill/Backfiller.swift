@@ -99,6 +99,7 @@ public final class Backfiller: Sendable {
         if versionSource == .changeLog, try VersionSource.detect(on: conns.source) != .changeLog {
             throw BackfillError("--version-source change-log: the source has no cdcr.change_log")
         }
+        if versionSource == .changeLog { try VersionSource.checkSequence(on: conns.source) }
         try BackfillState.lock(targetName, on: conns.target)
         defer { BackfillState.unlock(targetName, on: conns.target) }
 
