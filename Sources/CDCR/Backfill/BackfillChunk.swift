@@ -69,12 +69,15 @@ struct ChunkWriter {
     let conn: PGConnection
     let runID: String
     let logger: Logger
+    /// Time per step of the last chunk (debug logging, benchmarks).
+    let phases = PhaseClock()
 
     var targetName: TableName { sql.table.target.name }
 
     /// Applies `chunk` and records the checkpoint (`chunkNumber`, where the next chunk starts) in the
     /// same transaction; `dryRun` does the same work and rolls it back.
     func write(_ chunk: SourceChunk, chunkNumber: Int64, dryRun: Bool) throws -> ChunkOutcome {
+        phases.reset()
         do {
             return try inTransaction(dryRun: dryRun) {
                 var outcome = try apply(chunk, rows: Array(0..<chunk.rowCount), tombstones: true)
@@ -113,6 +116,7 @@ struct ChunkWriter {
         let id = BookkeepingKey.stored("backfill:\(targetName):\(runID):\(chunkNumber)")
         try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
                        [id, targetName.description])
+        phases.mark("ledger")
         if !dryRun {
             try BackfillState.advance(targetName, nextKey: chunk.upper, done: chunk.upper == nil, delta: outcome.counts, on: conn)
         }
@@ -124,6 +128,7 @@ struct ChunkWriter {
         var outcome = ChunkOutcome()
         outcome.counts.rowsRead = Int64(rows.count)
         try conn.execute(sql.stage.prepare)
+        phases.mark("prepare")
         if rows.count == chunk.rowCount {
             try conn.copyIn(sql.stageCopy, data: chunk.data)
         } else {
@@ -131,7 +136,9 @@ struct ChunkWriter {
             for i in rows { data.append(contentsOf: chunk.data[chunk.row(i)]) }
             try conn.copyIn(sql.stageCopy, data: data)
         }
+        phases.mark("copy")
         if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
+        phases.mark("tombstones")
         try guardAndMerge(&outcome)
         return outcome
     }
@@ -145,13 +152,16 @@ struct ChunkWriter {
 
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
         let losers = try conn.query(sql.stage.guardSQL, [targetName.description]).rows.compactMap { $0[0] }
+        phases.mark("guard")
         let lost = pgArrayLiteral(losers)
         let won = try conn.query(sql.winnerCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
+        phases.mark("count")
         if !losers.isEmpty {
             let l = try conn.query(sql.loserCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
             outcome.counts.skipped += l[0]
         }
         try conn.query(sql.table.targetOnly.isEmpty ? sql.stage.merge : sql.stage.mergeKeeping, [lost])
+        phases.mark("merge")
         outcome.counts.updated += won[0]
         outcome.counts.inserted += won[1] - won[0]
         outcome.counts.deleted += won[2]
@@ -197,4 +207,24 @@ struct ChunkWriter {
         try guardAndMerge(&part)
         outcome.counts.deleted += part.counts.deleted
     }
+}
+
+/// Durations of named steps, for a debug line. Used by one thread at a time (the chunk's writer).
+final class PhaseClock: @unchecked Sendable {
+    // @unchecked Sendable: only the writer's thread touches it, between chunks.
+    private var start = ContinuousClock.now
+    private var phases: [(String, Duration)] = []
+
+    func reset() {
+        phases.removeAll(keepingCapacity: true)
+        start = .now
+    }
+
+    func mark(_ name: String) {
+        let now = ContinuousClock.now
+        phases.append((name, now - start))
+        start = now
+    }
+
+    func describe() -> String { BatchApplier.describe(phases) }
 }

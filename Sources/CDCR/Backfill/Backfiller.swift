@@ -150,9 +150,12 @@ public final class Backfiller: Sendable {
                 report.stopped = true
                 break
             }
+            let t0 = ContinuousClock.now
             let chunk = try SourceChunk.read(sql, lower: lower, limit: limit, watermark: watermark, on: conns.source)
+            let t1 = ContinuousClock.now
             chunkNumber += 1
             let outcome = try writer.write(chunk, chunkNumber: chunkNumber, dryRun: options.dryRun)
+            let t2 = ContinuousClock.now
             report.thisRun = report.thisRun + outcome.counts
             report.failedKeys += outcome.failedKeys.prefix(max(0, 100 - report.failedKeys.count))
             if let verifier {
@@ -162,6 +165,9 @@ public final class Backfiller: Sendable {
                 }
                 if verifier.pendingKeys > verifier.maxPending { try settle(verifier, rounds: 1, table: targetName, conn: conns.target, into: &report) }
             }
+            logger.debug("chunk", metadata: ["table": "\(targetName)", "chunk": "\(chunkNumber)", "rows": "\(chunk.rowCount)",
+                                          "read_ms": "\((t1 - t0).seconds * 1000)", "write_ms": "\((t2 - t1).seconds * 1000)",
+                                          "verify_ms": "\((ContinuousClock.now - t2).seconds * 1000)", "phases": "\(writer.phases.describe())"])
             doneBefore += outcome.counts.rowsRead
             let elapsed = (ContinuousClock.now - runStarted).seconds
             let rate = elapsed > 0 ? Double(report.thisRun.rowsRead) / elapsed : 0

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (not tests): print throughput and ratios measured in one run.",
-        subcommands: [ApplyBench.self, VerifyBench.self]
+        subcommands: [ApplyBench.self, VerifyBench.self, BackfillBench.self]
     )
 }
 
