@@ -171,8 +171,10 @@ public final class Backfiller: Sendable {
             doneBefore += outcome.counts.rowsRead
             let elapsed = (ContinuousClock.now - runStarted).seconds
             let rate = elapsed > 0 ? Double(report.thisRun.rowsRead) / elapsed : 0
+            let progress = BackfillProgress(table: targetName, rowsDone: doneBefore, estimatedRows: max(estimate, doneBefore), rowsPerSecond: rate)
+            if !options.dryRun { CDCRMetrics.recordBackfill(progress, rows: outcome.counts.rowsRead, done: chunk.upper == nil) }
             if ContinuousClock.now - lastProgress >= .milliseconds(500) || chunk.upper == nil {
-                onProgress(BackfillProgress(table: targetName, rowsDone: doneBefore, estimatedRows: max(estimate, doneBefore), rowsPerSecond: rate))
+                onProgress(progress)
                 lastProgress = ContinuousClock.now
             }
             lower = chunk.upper
