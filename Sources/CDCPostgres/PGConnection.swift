@@ -125,6 +125,48 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
+    /// `COPY ... TO STDOUT`: hands each row's bytes (in the COPY format the statement names, with its
+    /// trailing newline) to `onRow` as libpq receives it, so memory stays bounded by one row however
+    /// much the statement returns. `onRow`'s buffer is valid only during the call. Returns the number
+    /// of rows copied. When `onRow` throws, the rest of the COPY is drained and discarded (libpq
+    /// offers no way to stop it early other than cancelling), then the error is rethrown.
+    @discardableResult
+    public func copyOut(_ sql: String, _ onRow: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
+        let (rows, callbackError) = try withHandle { conn throws(PGError) -> (Int, (any Error)?) in
+            guard let start = PQexec(conn, sql) else { throw lost(conn) }
+            if PQresultStatus(start) != PGRES_COPY_OUT {
+                _ = try consume(start, conn: conn)
+                throw PGError(sqlState: nil, message: "statement did not start COPY TO STDOUT")
+            }
+            PQclear(start)
+            var callbackError: (any Error)?
+            var rows = 0
+            while true {
+                var buffer: UnsafeMutablePointer<CChar>?
+                let n = PQgetCopyData(conn, &buffer, 0)  // blocking: returns one whole row
+                if n > 0, let buffer {
+                    if callbackError == nil {
+                        do { try onRow(UnsafeRawBufferPointer(start: buffer, count: Int(n))) } catch { callbackError = error }
+                    }
+                    rows += 1
+                    PQfreemem(buffer)
+                } else if n == -1 {
+                    break  // done: the final result follows
+                } else {
+                    throw lost(conn)  // -2: the connection failed
+                }
+            }
+            var firstError: PGError?
+            while let result = PQgetResult(conn) {
+                do throws(PGError) { _ = try consume(result, conn: conn) } catch { if firstError == nil { firstError = error } }
+            }
+            if let firstError { throw firstError }
+            return (rows, callbackError)
+        }
+        if let callbackError { throw callbackError }
+        return rows
+    }
+
     /// Runs `body` inside BEGIN/COMMIT; rolls back when it throws.
     public func transaction<T>(_ body: (PGConnection) throws -> T) throws -> T {
         try execute("BEGIN")

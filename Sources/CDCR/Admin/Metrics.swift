@@ -26,6 +26,8 @@ public enum CDCRMetrics {
         "cdcr_apply_stalled_seconds": "Seconds the oldest batch not yet committed has waited: how long the stream has made no progress while messages wait; 0 when none waits.",
         "cdcr_consumer_lag_status": "Burrow status per partition: 0 OK, 1 WARN, 2 STALL, 3 STOP, 4 REWIND.",
         "cdcr_consumer_group_status": "Burrow verdict of the consumer group: 0 OK, 1 WARN, 2 ERR.",
+        "cdcr_backfill_rows_total": "Rows a backfill read from the source and applied (or skipped by the version guard), per target table.",
+        "cdcr_backfill_progress_ratio": "Progress of a backfill per target table: rows done over the source's estimated row count (1 when done).",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {
@@ -141,6 +143,11 @@ public enum CDCRMetrics {
             counter("cdcr_gap_fill_changes_total", [("outcome", outcome)]).increment(by: Int64(n))
         }
         gauge("cdcr_gap_fill_last_success_timestamp_seconds").set(to: Date().timeIntervalSince1970)
+    }
+
+    static func recordBackfill(_ p: BackfillProgress, rows: Int64, done: Bool) {
+        counter("cdcr_backfill_rows_total", [("table", p.table.description)]).increment(by: rows)
+        gauge("cdcr_backfill_progress_ratio", [("table", p.table.description)]).set(to: done ? 1 : p.ratio)
     }
 
     public static func recordBuildInfo(version: String) {

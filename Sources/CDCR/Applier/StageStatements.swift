@@ -5,6 +5,8 @@ import CDCCore
 /// of the other staged rows into the table.
 /// Built only from catalog identifiers, always quoted; values travel as COPY data.
 struct StageStatements {
+    /// The temp stage table's name (unquoted identifier of hex digits; safe in SQL as it is).
+    let stage: String
     let prepare: String
     let copy: String
     let guardSQL: String
@@ -16,6 +18,7 @@ struct StageStatements {
         let cols = table.columns
         let signature = table.name.description + "|" + cols.map { "\($0.name):\($0.sqlType)" }.joined(separator: ",")
         let stage = "cdcr_stage_" + fnv1a64Hex(signature)
+        self.stage = stage
         let columnDefs = cols.map { "\(quoteIdentifier($0.name)) \($0.sqlType)" }.joined(separator: ", ")
         prepare = """
             CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op "char", _cdcr_version bigint, _cdcr_keep int[], \(columnDefs)) ON COMMIT DELETE ROWS;

@@ -123,6 +123,30 @@ public enum BookkeepingSchema {
         );
         CREATE INDEX check_results_history ON cdcr.check_results (check_name, checked_at);
         """,
+        // `cdcr backfill`'s checkpoints: one row per target table, written in the same transaction
+        // as each chunk (docs/BACKFILL.md).
+        """
+        CREATE TABLE cdcr.backfill_state (
+            table_name     text COLLATE "C" PRIMARY KEY,  -- target table, schema-qualified
+            source_table   text NOT NULL,
+            run_id         text NOT NULL,
+            version_source text NOT NULL,                 -- 'change-log' | 'lsn'
+            predicate      text,                          -- --where, if any
+            next_key       jsonb,                         -- the next chunk starts at this key (inclusive), as key texts; NULL: at the start
+            done           boolean NOT NULL DEFAULT false,
+            chunks         bigint NOT NULL DEFAULT 0,
+            rows_read      bigint NOT NULL DEFAULT 0,
+            inserted       bigint NOT NULL DEFAULT 0,
+            updated        bigint NOT NULL DEFAULT 0,
+            skipped        bigint NOT NULL DEFAULT 0,     -- the target already held a newer version
+            deleted        bigint NOT NULL DEFAULT 0,     -- target rows the source no longer had
+            failed         bigint NOT NULL DEFAULT 0,
+            verified       bigint NOT NULL DEFAULT 0,     -- chunks whose range checksums matched
+            started_at     timestamptz NOT NULL DEFAULT now(),
+            updated_at     timestamptz NOT NULL DEFAULT now(),
+            finished_at    timestamptz
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmarks (not tests): print throughput and ratios measured in one run.",
-        subcommands: [ApplyBench.self, LatencyBench.self, VerifyBench.self, CheckBench.self]
+        subcommands: [ApplyBench.self, LatencyBench.self, VerifyBench.self, CheckBench.self, BackfillBench.self]
     )
 }
 

@@ -1,0 +1,230 @@
+import CDCCore
+import CDCPostgres
+import Logging
+
+/// One chunk as read from the source: its rows already in the stage's COPY format, the key range it
+/// covers (`lower` inclusive, `upper` exclusive, nil = open) and the version its rows are stamped with.
+struct SourceChunk {
+    var data: [UInt8] = []
+    /// Start offset of each row in `data`.
+    var rowStarts: [Int] = []
+    let lower: KeyTexts?
+    /// The first key of the next chunk (the extra row read and left out), nil at the end of the table.
+    var upper: KeyTexts?
+    let version: Int64
+
+    var rowCount: Int { rowStarts.count }
+
+    func row(_ i: Int) -> Range<Int> { rowStarts[i]..<(i + 1 < rowStarts.count ? rowStarts[i + 1] : data.count) }
+}
+
+extension SourceChunk {
+    /// Reads up to `limit` rows from `lower` on, in key order, inside one short `REPEATABLE READ READ
+    /// ONLY` transaction opened after the watermark's wait, plus one more row whose key becomes
+    /// `upper` (never copied: it starts the next chunk). Memory: the chunk's rows.
+    static func read(_ sql: BackfillSQL, lower: KeyTexts?, limit: Int, watermark: Watermark, on conn: PGConnection) throws -> SourceChunk {
+        var chunk = SourceChunk(lower: lower, upper: nil, version: watermark.version)
+        chunk.data.reserveCapacity(limit * 128)
+        chunk.rowStarts.reserveCapacity(limit + 1)
+        try conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        do {
+            if let lower { try conn.query(sql.bindLower, lower.map(Optional.some)) }
+            try conn.copyOut(sql.sourceChunk(limit: limit + 1, version: watermark.version, fromLower: lower != nil)) { row in
+                chunk.rowStarts.append(chunk.data.count)
+                chunk.data.append(contentsOf: row)
+            }
+            try conn.execute("COMMIT")
+        } catch {
+            if conn.isHealthy { _ = try? conn.execute("ROLLBACK") }
+            throw error
+        }
+        if chunk.rowCount > limit {
+            let last = chunk.rowStarts.removeLast()
+            let fields = chunk.data[last...].withUnsafeBytes { CopyText.decodeRow($0) }
+            chunk.upper = sql.table.keyPositions.map { fields[4 + $0] ?? "" }
+            chunk.data.removeSubrange(last...)
+        }
+        return chunk
+    }
+
+    /// The key texts of row `i` (decoded from its COPY text).
+    func key(_ i: Int, positions: [Int]) -> KeyTexts {
+        let fields = data[row(i)].withUnsafeBytes { CopyText.decodeRow($0) }
+        return positions.map { fields[4 + $0] ?? "" }
+    }
+}
+
+/// What applying a chunk did.
+struct ChunkOutcome {
+    var counts = BackfillCounts()
+    /// Keys of rows the target refused, with the reason (at most a few kept).
+    var failedKeys: [(KeyTexts, String)] = []
+}
+
+/// Writes chunks to the target through the applier's path: COPY into its stage, tombstones for keys
+/// the copy lacks, the version guard on `cdcr.row_versions`, the MERGE; then the ledger entry and
+/// the checkpoint, all in one transaction.
+struct ChunkWriter {
+    let sql: BackfillSQL
+    let conn: PGConnection
+    let runID: String
+    let logger: Logger
+    /// Time per step of the last chunk (debug logging, benchmarks).
+    let phases = PhaseClock()
+
+    var targetName: TableName { sql.table.target.name }
+
+    /// Applies `chunk` and records the checkpoint (`chunkNumber`, where the next chunk starts) in the
+    /// same transaction; `dryRun` does the same work and rolls it back.
+    func write(_ chunk: SourceChunk, chunkNumber: Int64, dryRun: Bool) throws -> ChunkOutcome {
+        phases.reset()
+        do {
+            return try inTransaction(dryRun: dryRun) {
+                var outcome = try apply(chunk, rows: Array(0..<chunk.rowCount), tombstones: true)
+                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun)
+                return outcome
+            }
+        } catch {
+            guard case .poison = ErrorClassifier.classify(error) else { throw error }
+            logger.info("chunk refused by the target, isolating the rows it refuses", metadata: ["table": "\(targetName)", "error": "\(error)"])
+            return try inTransaction(dryRun: dryRun) {
+                var outcome = ChunkOutcome()
+                try isolate(chunk, rows: Array(0..<chunk.rowCount)[...], outcome: &outcome)
+                outcome.counts.rowsRead = Int64(chunk.rowCount)
+                try stageTombstonesAlone(chunk, outcome: &outcome)
+                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun)
+                return outcome
+            }
+        }
+    }
+
+    private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
+        try conn.execute("BEGIN")
+        do {
+            let value = try body()
+            try conn.execute(dryRun ? "ROLLBACK" : "COMMIT")
+            return value
+        } catch {
+            if conn.isHealthy { _ = try? conn.execute("ROLLBACK") }
+            throw error
+        }
+    }
+
+    /// The ledger's entry for the chunk and the checkpoint.
+    private func finish(_ chunk: SourceChunk, chunkNumber: Int64, outcome: inout ChunkOutcome, dryRun: Bool) throws {
+        outcome.counts.chunks = 1
+        let id = BookkeepingKey.stored("backfill:\(targetName):\(runID):\(chunkNumber)")
+        try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
+                       [id, targetName.description])
+        phases.mark("ledger")
+        if !dryRun {
+            try BackfillState.advance(targetName, nextKey: chunk.upper, done: chunk.upper == nil, delta: outcome.counts, on: conn)
+        }
+    }
+
+    /// Stages `rows` of the chunk (and, with `tombstones`, deletes for target keys in the chunk's
+    /// range that the chunk lacks), guards and merges them.
+    private func apply(_ chunk: SourceChunk, rows: [Int], tombstones: Bool) throws -> ChunkOutcome {
+        var outcome = ChunkOutcome()
+        outcome.counts.rowsRead = Int64(rows.count)
+        try conn.execute(sql.stage.prepare)
+        phases.mark("prepare")
+        if rows.count == chunk.rowCount {
+            try conn.copyIn(sql.stageCopy, data: chunk.data)
+        } else {
+            var data: [UInt8] = []
+            for i in rows { data.append(contentsOf: chunk.data[chunk.row(i)]) }
+            try conn.copyIn(sql.stageCopy, data: data)
+        }
+        phases.mark("copy")
+        if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
+        phases.mark("tombstones")
+        try guardAndMerge(&outcome)
+        return outcome
+    }
+
+    private func insertTombstones(_ chunk: SourceChunk) throws {
+        var params: [String?] = [String(chunk.version), String(chunk.rowCount)]
+        params += (chunk.lower ?? []).map(Optional.some)
+        params += (chunk.upper ?? []).map(Optional.some)
+        try conn.query(sql.stageTombstones(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), params)
+    }
+
+    private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
+        let losers = try conn.query(sql.stage.guardSQL, [targetName.description]).rows.compactMap { $0[0] }
+        phases.mark("guard")
+        let lost = pgArrayLiteral(losers)
+        let won = try conn.query(sql.winnerCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
+        phases.mark("count")
+        if !losers.isEmpty {
+            let l = try conn.query(sql.loserCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
+            outcome.counts.skipped += l[0]
+        }
+        try conn.query(sql.table.targetOnly.isEmpty ? sql.stage.merge : sql.stage.mergeKeeping, [lost])
+        phases.mark("merge")
+        outcome.counts.updated += won[0]
+        outcome.counts.inserted += won[1] - won[0]
+        outcome.counts.deleted += won[2]
+    }
+
+    /// Applies `rows` under a savepoint; when the target refuses them, halves them down to single
+    /// rows, which are counted failed. k refused rows in a chunk of n cost O(k log n) attempts.
+    private func isolate(_ chunk: SourceChunk, rows: ArraySlice<Int>, outcome: inout ChunkOutcome) throws {
+        guard !rows.isEmpty else { return }
+        try conn.execute("SAVEPOINT cdcr_backfill")
+        do {
+            let part = try apply(chunk, rows: Array(rows), tombstones: false)
+            try conn.execute("RELEASE SAVEPOINT cdcr_backfill")
+            outcome.counts = outcome.counts + part.counts
+            outcome.counts.rowsRead -= part.counts.rowsRead  // counted once by the caller
+        } catch {
+            guard case let .poison(p) = ErrorClassifier.classify(error) else { throw error }
+            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_backfill; RELEASE SAVEPOINT cdcr_backfill")
+            if rows.count == 1 {
+                outcome.counts.failed += 1
+                if outcome.failedKeys.count < 100 { outcome.failedKeys.append((chunk.key(rows.first!, positions: sql.table.keyPositions), p.message)) }
+                return
+            }
+            let mid = rows.startIndex + rows.count / 2
+            try isolate(chunk, rows: rows[rows.startIndex..<mid], outcome: &outcome)
+            try isolate(chunk, rows: rows[mid...], outcome: &outcome)
+        }
+    }
+
+    /// After isolating: the chunk's keys staged as type-check-free markers ('x', which the guard and
+    /// the MERGE skip) so the tombstones spare them, then the tombstones alone.
+    private func stageTombstonesAlone(_ chunk: SourceChunk, outcome: inout ChunkOutcome) throws {
+        guard sql.predicate == nil else { return }
+        try conn.execute(sql.stage.prepare)
+        var data: [UInt8] = []
+        for i in 0..<chunk.rowCount {
+            CopyText.appendRow([String(i + 1), "x"] + chunk.key(i, positions: sql.table.keyPositions).map(Optional.some), to: &data)
+        }
+        let keys = sql.table.keyNames.map(quoteIdentifier).joined(separator: ", ")
+        try conn.copyIn("COPY \(sql.stage.stage) (_cdcr_idx, _cdcr_op, \(keys)) FROM STDIN", data: data)
+        try insertTombstones(chunk)
+        var part = ChunkOutcome()
+        try guardAndMerge(&part)
+        outcome.counts.deleted += part.counts.deleted
+    }
+}
+
+/// Durations of named steps, for a debug line. Used by one thread at a time (the chunk's writer).
+final class PhaseClock: @unchecked Sendable {
+    // @unchecked Sendable: only the writer's thread touches it, between chunks.
+    private var start = ContinuousClock.now
+    private var phases: [(String, Duration)] = []
+
+    func reset() {
+        phases.removeAll(keepingCapacity: true)
+        start = .now
+    }
+
+    func mark(_ name: String) {
+        let now = ContinuousClock.now
+        phases.append((name, now - start))
+        start = now
+    }
+
+    func describe() -> String { BatchApplier.describe(phases) }
+}

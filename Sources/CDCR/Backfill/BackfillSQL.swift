@@ -1,0 +1,119 @@
+import CDCCore
+
+/// The statements of a table's backfill, built only from `BackfillTable`'s catalog identifiers
+/// (quoted). Key values are bound: on the source through transaction-local settings read with
+/// `current_setting` (a `COPY (query)` takes no parameters), on the target as parameters. The only
+/// literals are numbers computed here (limits, versions, column positions).
+struct BackfillSQL {
+    let table: BackfillTable
+    let predicate: String?
+    /// The applier's statements for the target table: the stage, the version guard, the MERGE.
+    let stage: StageStatements
+
+    init(_ table: BackfillTable, predicate: String?) {
+        self.table = table
+        self.predicate = predicate
+        self.stage = StageStatements(table.target)
+    }
+
+    private var keyCount: Int { table.pair.keyCount }
+
+    private func keyRef(_ k: Int, alias: String = "t") -> String {
+        let ref = alias + "." + quoteIdentifier(table.keyNames[k])
+        return table.pair.keyCollateC[k] ? "\(ref) COLLATE \"C\"" : ref
+    }
+
+    private func keyTuple(alias: String = "t") -> String {
+        "(" + (0..<keyCount).map { keyRef($0, alias: alias) }.joined(separator: ", ") + ")"
+    }
+
+    private var whereClause: String { predicate.map { " AND (\($0))" } ?? "" }
+
+    // MARK: - Source
+
+    /// Binds the chunk's lower key (inclusive) for `sourceChunk`: one statement, `$1…` = key texts.
+    var bindLower: String {
+        "SELECT " + (0..<keyCount).map { "set_config('cdcr.backfill_lo_\($0)', $\($0 + 1), true)" }.joined(separator: ", ")
+    }
+
+    /// `COPY (…) TO STDOUT` of up to `limit` rows from the bound lower key on (or the start), in key
+    /// order, already shaped as the stage's COPY rows: stage index, 'u', the chunk's version, the
+    /// target-only columns to keep on update, then the copied columns.
+    func sourceChunk(limit: Int, version: Int64, fromLower: Bool) -> String {
+        let source = table.source
+        var conditions = ["true"]
+        if fromLower {
+            let bounds = (0..<keyCount).map { k -> String in
+                let type = source.columns[source.columnIndex(table.keyNames[k])!].sqlType
+                return "current_setting('cdcr.backfill_lo_\(k)')::\(type)"
+            }
+            let lower = "(" + bounds.enumerated().map { k, b in table.pair.keyCollateC[k] ? "\(b) COLLATE \"C\"" : b }.joined(separator: ", ") + ")"
+            conditions.append("\(keyTuple()) >= \(lower)")
+        }
+        let order = (0..<keyCount).map { keyRef($0) }.joined(separator: ", ")
+        let outerOrder = (0..<keyCount).map { keyRef($0, alias: "q") }.joined(separator: ", ")
+        let cols = table.copied.map { "t." + quoteIdentifier($0) }.joined(separator: ", ")
+        let outCols = table.copied.map { "q." + quoteIdentifier($0) }.joined(separator: ", ")
+        let keep = "'{" + table.targetOnly.map(String.init).joined(separator: ",") + "}'::int[]"
+        return """
+            COPY (SELECT row_number() OVER (ORDER BY \(outerOrder)), 'u', \(version)::bigint, \(table.targetOnly.isEmpty ? "NULL::int[]" : keep), \(outCols)
+                  FROM (SELECT \(cols) FROM \(source.name.quoted) t WHERE \(conditions.joined(separator: " AND "))\(whereClause)
+                        ORDER BY \(order) LIMIT \(limit)) q
+                  ORDER BY \(outerOrder)) TO STDOUT
+            """
+    }
+
+    // MARK: - Target
+
+    /// COPY of the source's rows into the stage (the copied columns; target-only ones stay NULL).
+    var stageCopy: String {
+        "COPY \(stage.stage) (_cdcr_idx, _cdcr_op, _cdcr_version, _cdcr_keep, \(table.copied.map(quoteIdentifier).joined(separator: ", "))) FROM STDIN"
+    }
+
+    /// Stages a delete (version `$1`, stage indexes from `$2` + 1) of every target row in the chunk's
+    /// key range that the copy did not bring: the source's snapshot did not have it. The range's
+    /// bounds follow as `$3…` (lower, inclusive) and then upper (exclusive), each present or not.
+    func stageTombstones(hasLower: Bool, hasUpper: Bool) -> String {
+        let target = table.target
+        var n = 2
+        func bound() -> String {
+            n += 1
+            return "$\(n)"
+        }
+        var conditions = ["true"]
+        func tuple() -> String {
+            "(" + (0..<keyCount).map { k -> String in
+                let type = target.columns[target.columnIndex(table.keyNames[k])!].sqlType
+                let b = "\(bound())::\(type)"
+                return table.pair.keyCollateC[k] ? "\(b) COLLATE \"C\"" : b
+            }.joined(separator: ", ") + ")"
+        }
+        if hasLower { conditions.append("\(keyTuple()) >= \(tuple())") }
+        if hasUpper { conditions.append("\(keyTuple()) < \(tuple())") }
+        let keys = table.keyNames.map(quoteIdentifier)
+        let same = keys.map { "s.\($0) = t.\($0)" }.joined(separator: " AND ")
+        return """
+            INSERT INTO \(stage.stage) (_cdcr_idx, _cdcr_op, _cdcr_version, \(keys.joined(separator: ", ")))
+            SELECT $2::int + row_number() OVER (), 'd', $1::bigint, \(keys.map { "t." + $0 }.joined(separator: ", "))
+            FROM \(target.name.quoted) t
+            WHERE \(conditions.joined(separator: " AND ")) AND NOT EXISTS (SELECT FROM \(stage.stage) s WHERE \(same))
+            """
+    }
+
+    /// Before the MERGE: of the staged rows that won the guard (`$1` = the losers' indexes), how many
+    /// upserts meet an existing row (updates), how many upserts and how many deletes there are.
+    var winnerCounts: String {
+        let keys = table.keyNames.map(quoteIdentifier)
+        let same = keys.map { "t.\($0) = s.\($0)" }.joined(separator: " AND ")
+        return """
+            SELECT count(*) FILTER (WHERE s._cdcr_op = 'u' AND EXISTS (SELECT FROM \(table.target.name.quoted) t WHERE \(same)))::text,
+                   count(*) FILTER (WHERE s._cdcr_op = 'u')::text, count(*) FILTER (WHERE s._cdcr_op = 'd')::text
+            FROM \(stage.stage) s WHERE s._cdcr_op <> 'x' AND s._cdcr_idx <> ALL($1::int[])
+            """
+    }
+
+    /// The guard's losers among upserts (`$1` = the losers' indexes) and among deletes.
+    var loserCounts: String {
+        "SELECT count(*) FILTER (WHERE _cdcr_op = 'u')::text, count(*) FILTER (WHERE _cdcr_op = 'd')::text FROM \(stage.stage) WHERE _cdcr_idx = ANY($1::int[])"
+    }
+}

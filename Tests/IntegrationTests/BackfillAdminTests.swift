@@ -1,0 +1,63 @@
+import CDCCore
+import CDCPostgres
+import CDCR
+import Foundation
+import Testing
+
+@Suite("backfill as an admin job", .serialized)
+struct BackfillAdminTests {
+    @Test("POST /backfill needs the token, rejects bad bodies, runs the job; GET /backfill/{id} and the metrics show it")
+    func backfillJob() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let kafka = try TestKafka()
+        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        try populateOrders(src, rows: 1_500)
+        try kafka.createTopic("bj")
+        let port = freePort()
+        let applier = try CDCRProcess.start(["run", "--brokers", kafka.brokers, "--topic", "bj", "--group", "bj", "--source", source, "--target", target,
+                                             "--no-gap-fill", "--admin-listen", "127.0.0.1:\(port)", "--kafka-property", "log_level=3"] + kafka.clientFlags,
+                                            env: ["CDCR_ADMIN_TOKEN": "s3cret-token"])
+        defer { applier.signal(SIGKILL); applier.wait(timeout: .seconds(10)) }
+        #expect(waitUntil(timeout: .seconds(20)) { httpGet(port: port, path: "/healthz")?.status == 200 })
+        let body = #"{"tables":["public.orders"],"chunk_rows":200}"#
+        let auth = ["Authorization: Bearer s3cret-token"]
+        #expect(httpRequest(port: port, method: "POST", path: "/backfill", body: body)?.status == 401)
+        #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: ["Authorization: Bearer wrong"], body: body)?.status == 401)
+        #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: "{not json")?.status == 400)
+        let badChunk = httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: #"{"tables":["public.orders"],"chunk_rows":"many"}"#)
+        #expect(badChunk?.status == 400 && (badChunk?.body.contains("chunk_rows") ?? false), "\(String(describing: badChunk))")
+        #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: #"{"tables":[]}"#)?.status == 400)
+
+        // A job on a table the target lacks fails with the reason, writing nothing.
+        let missing = try #require(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: #"{"tables":["public.nope"]}"#))
+        #expect(missing.status == 202)
+        let missingID = try #require(try JSONParser.parse(missing.body.trimmingCharacters(in: .whitespacesAndNewlines))["id"]?.stringValue)
+        var failed: JSONValue = .null
+        #expect(waitUntil(timeout: .seconds(30)) {
+            failed = (try? JSONParser.parse(httpGet(port: port, path: "/backfill/\(missingID)")?.body ?? "")) ?? .null
+            return failed["status"] == .string("failed")
+        }, "\(failed.serialized)")
+        #expect(failed["error"]?.stringValue?.contains("public.nope does not exist in the source") == true, "\(failed.serialized)")
+
+        let started = try #require(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: body))
+        #expect(started.status == 202, "\(started.body)")
+        let id = try #require(try JSONParser.parse(started.body.trimmingCharacters(in: .whitespacesAndNewlines))["id"]?.stringValue)
+        var job: JSONValue = .null
+        #expect(waitUntil(timeout: .seconds(60)) {
+            job = (try? JSONParser.parse(httpGet(port: port, path: "/backfill/\(id)")?.body ?? "")) ?? .null
+            return job["status"] == .string("done")
+        }, "\(job.serialized)")
+        #expect(job["exit_code"]?.int64Value == 0)
+        #expect(job["progress"]?["public.orders"]?["done"]?.int64Value == 1_500)
+        guard case let .array(tables)? = job["summary"]?["tables"] else { Issue.record("no summary: \(job.serialized)"); return }
+        #expect(tables.first?["total"]?["inserted"]?.int64Value == 1_500 && tables.first?["total"]?["chunks"]?.int64Value == 8)
+        #expect(try sameRows(src, tgt, ["public.orders"]) == 0)
+        #expect(httpGet(port: port, path: "/backfill/nope")?.status == 404)
+
+        let metrics = httpGet(port: port, path: "/metrics")?.body ?? ""
+        #expect(metrics.contains(#"cdcr_backfill_rows_total{table="public.orders"} 1500"#), "\(metrics.split(separator: "\n").filter { $0.contains("backfill") })")
+        #expect(metrics.contains(#"cdcr_backfill_progress_ratio{table="public.orders"} 1"#))
+        #expect(metrics.contains("# HELP cdcr_backfill_rows_total"))
+    }
+}
