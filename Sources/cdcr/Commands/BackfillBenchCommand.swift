@@ -25,12 +25,7 @@ struct BackfillBench: ParsableCommand {
 
     func run() throws {
         let admin = try PGConnection.connect(target)
-        var urls: [String] = []
-        for name in ["cdcr_bench_backfill_src", "cdcr_bench_backfill_tgt"] {
-            try admin.execute("DROP DATABASE IF EXISTS \(name)")
-            try admin.execute("CREATE DATABASE \(name)")
-            urls.append(ApplyBench.replaceDatabase(target, with: name))
-        }
+        let urls = try BenchSetup.freshDatabases(["cdcr_bench_backfill_src", "cdcr_bench_backfill_tgt"], admin: admin, target: target)
         let (src, tgt) = (try PGConnection.connect(urls[0]), try PGConnection.connect(urls[1]))
         print("building a \(rows)-row orders table in the source …")
         try src.execute(BenchWorkload.schema)
@@ -56,7 +51,7 @@ struct BackfillBench: ParsableCommand {
         try tgt.execute("VACUUM public.orders")
         try admin.execute("CHECKPOINT")
 
-        let binary = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        let binary = BenchSetup.binary
         let start = ContinuousClock.now
         let (status, out, rssKB, cpu) = try ApplyBench.runChild([binary, "backfill", "--json", "--table", "public.orders", "--chunk-rows", String(chunkRows),
                                                                  "--source", urls[0], "--target", urls[1], "--log-level", "warning"])

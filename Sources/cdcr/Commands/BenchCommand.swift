@@ -393,3 +393,33 @@ extension ColumnValue {
         }
     }
 }
+
+/// Set-up the benchmarks share: their own databases, the verify benchmark's `orders` fill, and the
+/// path of this binary (benchmarks run `cdcr` subcommands as child processes).
+enum BenchSetup {
+    /// Drops and creates each of `names` on the server of `target`; returns their URLs.
+    static func freshDatabases(_ names: [String], admin: PGConnection, target: String) throws -> [String] {
+        try names.map { name in
+            try admin.execute("DROP DATABASE IF EXISTS \(name)")
+            try admin.execute("CREATE DATABASE \(name)")
+            return ApplyBench.replaceDatabase(target, with: name)
+        }
+    }
+
+    /// Creates `public.orders` (the fixture layout) in `conn` and fills it with `rows` rows, the
+    /// verify and check benchmarks' table.
+    static func ordersTable(_ conn: PGConnection, rows: Int) throws {
+        try conn.execute(BenchWorkload.schema)
+        try conn.query("""
+            INSERT INTO public.orders SELECT i, i % 5000, (ARRAY['new','paid','shipped','cancelled'])[1 + i % 4], (i % 100000) / 100.0,
+                '2026-01-01'::timestamptz + i * interval '1 second', DATE '2026-01-01' + i % 300, 'note ' || i,
+                jsonb_build_object('k', i % 10, 'tag', 'x' || i % 7), md5(i::text)::uuid, TIMESTAMP '2026-01-01' + i * interval '1 second'
+            FROM generate_series(1, $1::int) i
+            """, [String(rows)])
+    }
+
+    /// This executable's path, absolute.
+    static var binary: String {
+        CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+    }
+}

@@ -29,23 +29,10 @@ struct CheckBench: ParsableCommand {
 
     func run() throws {
         let admin = try PGConnection.connect(target)
-        var urls: [String] = []
-        for name in Self.databases {
-            try admin.execute("DROP DATABASE IF EXISTS \(name)")
-            try admin.execute("CREATE DATABASE \(name)")
-            urls.append(ApplyBench.replaceDatabase(target, with: name))
-        }
+        let urls = try BenchSetup.freshDatabases(Self.databases, admin: admin, target: target)
         let (src, tgt) = (try PGConnection.connect(urls[0]), try PGConnection.connect(urls[1]))
         print("building two \(rows)-row orders tables (the verify benchmark's) …")
-        for c in [src, tgt] {
-            try c.execute(BenchWorkload.schema)
-            try c.query("""
-                INSERT INTO public.orders SELECT i, i % 5000, (ARRAY['new','paid','shipped','cancelled'])[1 + i % 4], (i % 100000) / 100.0,
-                    '2026-01-01'::timestamptz + i * interval '1 second', DATE '2026-01-01' + i % 300, 'note ' || i,
-                    jsonb_build_object('k', i % 10, 'tag', 'x' || i % 7), md5(i::text)::uuid, TIMESTAMP '2026-01-01' + i * interval '1 second'
-                FROM generate_series(1, $1::int) i
-                """, [String(rows)])
-        }
+        for c in [src, tgt] { try BenchSetup.ordersTable(c, rows: rows) }
         let changed = rows / 2 + 1
         try tgt.query("UPDATE public.orders SET amount = amount + 0.02 WHERE id = $1", [String(changed)])
         for c in [src, tgt] { try c.execute("VACUUM ANALYZE public.orders") }
@@ -59,7 +46,7 @@ struct CheckBench: ParsableCommand {
               {"name": "date_trunc", "kind": "aggregate", "table": "public.orders", "group_by": ["date_trunc('day', created_at)", "status"],
                "measures": ["count(*)", {"measure": "sum(amount)", "absolute": 0.01}]}]}
             """.write(toFile: rulesPath, atomically: true, encoding: .utf8)
-        let binary = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        let binary = BenchSetup.binary
         // The third variant keeps each side's statement in one piece (no block-range split), to show what the split buys.
         let variants: [(label: String, rule: String, extra: [String])] = [
             ("date_bin", "date_bin", []), ("date_trunc", "date_trunc", []),

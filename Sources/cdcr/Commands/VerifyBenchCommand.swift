@@ -26,23 +26,10 @@ struct VerifyBench: ParsableCommand {
 
     func run() throws {
         let admin = try PGConnection.connect(target)
-        var urls: [String] = []
-        for name in ["cdcr_bench_verify_src", "cdcr_bench_verify_tgt"] {
-            try admin.execute("DROP DATABASE IF EXISTS \(name)")
-            try admin.execute("CREATE DATABASE \(name)")
-            urls.append(ApplyBench.replaceDatabase(target, with: name))
-        }
+        let urls = try BenchSetup.freshDatabases(["cdcr_bench_verify_src", "cdcr_bench_verify_tgt"], admin: admin, target: target)
         let (src, tgt) = (try PGConnection.connect(urls[0]), try PGConnection.connect(urls[1]))
         print("building two \(rows)-row orders tables (the fixture layout) …")
-        for c in [src, tgt] {
-            try c.execute(BenchWorkload.schema)
-            try c.query("""
-                INSERT INTO public.orders SELECT i, i % 5000, (ARRAY['new','paid','shipped','cancelled'])[1 + i % 4], (i % 100000) / 100.0,
-                    '2026-01-01'::timestamptz + i * interval '1 second', DATE '2026-01-01' + i % 300, 'note ' || i,
-                    jsonb_build_object('k', i % 10, 'tag', 'x' || i % 7), md5(i::text)::uuid, TIMESTAMP '2026-01-01' + i * interval '1 second'
-                FROM generate_series(1, $1::int) i
-                """, [String(rows)])
-        }
+        for c in [src, tgt] { try BenchSetup.ordersTable(c, rows: rows) }
         // The planted differences: 20 missing, 1 extra, 100 changed (in different columns).
         var expected = Set<String>()
         let step = rows / 20
@@ -71,7 +58,7 @@ struct VerifyBench: ParsableCommand {
             if i > 0 { countTimes.append((ContinuousClock.now - start).seconds) }
         }
         // cdcr verify as a user runs it: its own process, both databases.
-        let binary = CommandLine.arguments[0].hasPrefix("/") ? CommandLine.arguments[0] : FileManager.default.currentDirectoryPath + "/" + CommandLine.arguments[0]
+        let binary = BenchSetup.binary
         var verifyTimes: [Double] = []
         var peakKB = 0
         var exact = true
