@@ -60,7 +60,7 @@ extension ConsumeLoop {
                 committed[p] = nil
                 uncommitted[p] = nil
                 retention.forget(p)
-                askedLogStart[p] = nil
+                askedLogBounds[p] = nil
             }
             health?.setAssigned(0)
         }

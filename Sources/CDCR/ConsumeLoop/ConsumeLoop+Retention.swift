@@ -11,17 +11,7 @@ extension ConsumeLoop {
     /// does not send it makes cdcr ask — at most every 10 s per partition, as a compacted topic skips
     /// offsets at nearly every message, and never for a single skipped offset (a transaction marker).
     func checkRetention(_ skipped: Range<Int64>, before message: KafkaMessage, _ tp: TopicPartition, _ consumer: KafkaConsumer) {
-        var logStart: Int64 = -1
-        if let cached = consumer.cachedLowWatermark(tp) {
-            logStart = cached
-        } else if skipped.count > 1 {
-            if let (at, low) = askedLogStart[tp], ContinuousClock.now - at < .seconds(10) {
-                logStart = low
-            } else if let low = try? consumer.watermarks(tp, timeoutMs: 5_000).low {
-                askedLogStart[tp] = (.now, low)
-                logStart = low
-            }
-        }
+        let logStart = consumer.cachedLowWatermark(tp) ?? (skipped.count > 1 ? logBounds(tp, consumer)?.low : nil) ?? -1
         guard let lost = RetentionWatch.lost(skipped, logStart: logStart) else { return }
         reportLost(lost, tp, firstRetainedAtMillis: message.timestampMillis)
     }
@@ -47,12 +37,14 @@ extension ConsumeLoop {
     }
 
     /// `tp`'s log start and end, from librdkafka's cache when it has them, else from the broker at
-    /// most every 10 s per partition (an idle loop comes here every batch window).
+    /// most every 10 s per partition (a compacted topic skips offsets at nearly every message, and an
+    /// idle loop comes here every batch window); in between, the broker's last answer. The log start
+    /// only moves forward, so an older answer never reports a loss that is not one.
     func logBounds(_ tp: TopicPartition, _ consumer: KafkaConsumer) -> (low: Int64, high: Int64)? {
         if let cached = consumer.cachedWatermarks(tp) { return cached }
-        if let (at, _) = askedLogStart[tp], ContinuousClock.now - at < .seconds(10) { return nil }
+        if let asked = askedLogBounds[tp], ContinuousClock.now - asked.at < .seconds(10) { return (asked.low, asked.high) }
         guard let marks = try? consumer.watermarks(tp, timeoutMs: 5_000) else { return nil }
-        askedLogStart[tp] = (.now, marks.low)
-        return (marks.low, marks.high)
+        askedLogBounds[tp] = (.now, marks.low, marks.high)
+        return marks
     }
 }

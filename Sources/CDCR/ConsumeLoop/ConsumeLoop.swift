@@ -50,8 +50,8 @@ public final class ConsumeLoop {
     /// Messages Kafka deleted before this process read them (see `RetentionWatch`).
     public internal(set) var lostToRetention = 0
     var retention = RetentionWatch()
-    /// Log starts asked of the broker when librdkafka had none cached (see `checkRetention`).
-    var askedLogStart: [TopicPartition: (ContinuousClock.Instant, Int64)] = [:]
+    /// Log bounds asked of the broker when librdkafka had none cached (see `logBounds`).
+    var askedLogBounds: [TopicPartition: (at: ContinuousClock.Instant, low: Int64, high: Int64)] = [:]
     /// When the first message arrived; the active period ends when `run` returns.
     var firstMessageAt: ContinuousClock.Instant?
 
