@@ -147,6 +147,59 @@ public enum BookkeepingSchema {
             finished_at    timestamptz
         );
         """,
+        // Reconciliation as a service (docs/RECONCILE.md): every scheduled or on-demand run, and each
+        // difference it found, followed across runs until it is repaired, decided or gone.
+        """
+        CREATE TABLE cdcr.reconcile_runs (
+            run_id             text PRIMARY KEY,           -- rec-<UTC time>-<random>, sortable by start
+            job                text NOT NULL,              -- reconcile.jobs name
+            kind               text NOT NULL CHECK (kind IN ('quick', 'full', 'deep')),
+            trigger            text NOT NULL CHECK (trigger IN ('schedule', 'catch_up', 'manual')),
+            scheduled_for      timestamptz,                -- the schedule slot it ran for (NULL: manual)
+            started_at         timestamptz NOT NULL DEFAULT now(),
+            finished_at        timestamptz,
+            status             text NOT NULL CHECK (status IN ('running', 'ok', 'drift', 'error', 'timeout')),
+            tables             text[] NOT NULL,            -- the source tables it covered
+            found              int NOT NULL DEFAULT 0,     -- discrepancies seen in this run (new or again)
+            new_found          int NOT NULL DEFAULT 0,     -- … of which first seen in this run
+            auto_repaired      int NOT NULL DEFAULT 0,
+            queued             int NOT NULL DEFAULT 0,
+            resolved_by_stream int NOT NULL DEFAULT 0,     -- earlier discrepancies gone without a repair
+            error              text                        -- why it failed (status error or timeout)
+        );
+        CREATE INDEX reconcile_runs_job ON cdcr.reconcile_runs (job, started_at);
+        CREATE TABLE cdcr.discrepancies (
+            id             bigserial PRIMARY KEY,
+            first_run_id   text NOT NULL REFERENCES cdcr.reconcile_runs ON DELETE CASCADE,
+            last_run_id    text NOT NULL REFERENCES cdcr.reconcile_runs,
+            table_name     text COLLATE "C" NOT NULL,      -- source table, schema-qualified
+            target_table   text COLLATE "C" NOT NULL,
+            row_key        jsonb,                          -- {"column": "key text", …}; NULL for table-level kinds
+            key_text       text COLLATE "C" NOT NULL,      -- identity across runs: the canonical key, or the rule / check name
+            kind           text NOT NULL CHECK (kind IN ('missing', 'extra', 'different', 'rule', 'orphan', 'schema')),
+            columns        text[] NOT NULL DEFAULT '{}',   -- differing columns (different), or the columns the check names
+            source_values  jsonb,                          -- the source row (or the check's numbers), when read
+            target_values  jsonb,                          -- the target row, when read
+            digest         text,                           -- a summary line when values are not kept
+            resolution     text NOT NULL DEFAULT 'open' CHECK (resolution IN
+                             ('open', 'auto_repaired', 'queued', 'approved', 'rejected', 'resolved_by_stream')),
+            policy         text,                           -- the conflict policy that decided the resolution
+            reason         text,                           -- why it was queued, rejected or left alone
+            times_seen     int NOT NULL DEFAULT 1,
+            first_seen_at  timestamptz NOT NULL DEFAULT now(),
+            last_seen_at   timestamptz NOT NULL DEFAULT now(),
+            resolved_at    timestamptz,                    -- when it left open / queued
+            decided_by     text,                           -- who approved or rejected (review)
+            decided_at     timestamptz,
+            repair_run_id  text,                           -- cdcr.repair_log run that fixed it (auto or approved)
+            applied_at     timestamptz                     -- when an approved item was applied
+        );
+        -- One live row per difference: a run that sees it again updates that row.
+        CREATE UNIQUE INDEX discrepancies_live ON cdcr.discrepancies (target_table, kind, key_text)
+            WHERE resolution IN ('open', 'queued') OR (resolution = 'approved' AND applied_at IS NULL);
+        CREATE INDEX discrepancies_found ON cdcr.discrepancies (first_seen_at);
+        CREATE INDEX discrepancies_resolution ON cdcr.discrepancies (resolution, table_name);
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }
