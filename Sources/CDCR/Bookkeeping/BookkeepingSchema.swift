@@ -200,6 +200,23 @@ public enum BookkeepingSchema {
         CREATE INDEX discrepancies_found ON cdcr.discrepancies (first_seen_at);
         CREATE INDEX discrepancies_resolution ON cdcr.discrepancies (resolution, table_name);
         """,
+        // The review queue's history (docs/RECONCILE.md, Reports): when an item entered the queue, so
+        // the daily report can count what was queued on a day whatever was decided later. Set by the
+        // database whenever a row becomes `queued`, however it gets there.
+        """
+        ALTER TABLE cdcr.discrepancies ADD COLUMN queued_at timestamptz;
+        UPDATE cdcr.discrepancies SET queued_at = first_seen_at WHERE resolution = 'queued';
+        CREATE FUNCTION cdcr.discrepancy_queued_at() RETURNS trigger LANGUAGE plpgsql AS $$
+        BEGIN
+            IF NEW.resolution = 'queued' AND NEW.queued_at IS NULL THEN
+                NEW.queued_at := now();
+            END IF;
+            RETURN NEW;
+        END $$;
+        CREATE TRIGGER discrepancies_queued_at BEFORE INSERT OR UPDATE OF resolution ON cdcr.discrepancies
+            FOR EACH ROW EXECUTE FUNCTION cdcr.discrepancy_queued_at();
+        CREATE INDEX discrepancies_decided ON cdcr.discrepancies (decided_at) WHERE decided_at IS NOT NULL;
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }
