@@ -149,6 +149,7 @@ public enum AdminServer {
             }
         }
         addBackfillRoutes(router, settings: settings, jobs: BackfillJobs(settings: settings, logger: logger))
+        addReviewRoutes(router, settings: settings, logger: logger)
         router.get("/replay/:id") { _, context -> Response in
             guard let id = context.parameters.get("id"), let job = jobs.job(id) else {
                 return jsonResponse(.notFound, "{\"error\":\"no such replay job\"}")

@@ -4,13 +4,15 @@ import Foundation
 
 /// The admin server's `GET /`: one self-contained HTML page (inline CSS and SVG, no scripts, no
 /// external assets) with the partitions' lag and status, a lag chart over the last hour, event
-/// rates, and the last gap fill and replays.
+/// rates, the last gap fill and replays, and reconciliation (the review queue, the last runs, new
+/// discrepancies per day per table, each table's health: StatusPage+Reconcile.swift).
 enum StatusPage {
     static let unavailable = page(body: "<p class=err>status unavailable: the broker or the target did not answer</p>")
 
     static func render(settings: Settings, report: LagReport, health: HealthState, jobs: ReplayJobs) throws -> String {
         var history: [(Double, Double)] = []
         var gapFill: [String?]?
+        var reconcile = ""
         if let url = settings.targetURL {
             let conn = try TargetConnection.open(url, applicationName: "cdcr-status")
             defer { conn.close() }
@@ -19,6 +21,7 @@ enum StatusPage {
                 FROM cdcr.lag_samples WHERE group_id = $1 AND sampled_at > now() - interval '1 hour' GROUP BY 1 ORDER BY 1
                 """, [settings.group]).rows.compactMap { r in Double(r[0] ?? "").flatMap { t in Double(r[1] ?? "").map { (t, $0) } } }
             gapFill = try conn.query("SELECT window_start::text, window_end::text, changes::text, applied::text, finished_at::text FROM cdcr.gap_fill_state").rows.first
+            reconcile = reconcileSection(on: conn)
         }
         let rates = health.rates()
         var body = "<h1>cdcr <span class=\(report.status.rawValue.lowercased())>\(report.status.rawValue)</span></h1>"
@@ -53,6 +56,7 @@ enum StatusPage {
             }
             body += "</table>"
         }
+        body += reconcile
         return page(body: body)
     }
 
