@@ -79,6 +79,14 @@ struct ReviewPageTests {
         try browser.click("#save-token")
         let rows = "document.querySelectorAll('#items tr').length"
         #expect(browser.waitUntil { try browser.evaluate(rows).int64Value == 4 }, "open and queued: 3, 5, 7, 9")
+        // The filter form: only missing rows, then any kind again.
+        _ = try browser.evaluate("document.getElementById('f-kind').value = 'missing'")
+        try browser.click("#filter")
+        #expect(browser.waitUntil { try browser.evaluate(rows).int64Value == 1 })
+        #expect(try browser.evaluate("document.querySelector('#items tr td:nth-child(4)').textContent") == .string("5"))
+        _ = try browser.evaluate("document.getElementById('f-kind').value = ''")
+        try browser.click("#filter")
+        #expect(browser.waitUntil { try browser.evaluate(rows).int64Value == 4 })
         try browser.click("#show-\(id("3"))")
         #expect(browser.waitUntil { try browser.evaluate("document.querySelectorAll('#diff tr').length").int64Value ?? 0 > 2 })
         let marked = try browser.evaluate("Array.from(document.querySelectorAll('#diff tr.differs td:first-child')).map(function (e) { return e.textContent; })")
@@ -89,6 +97,12 @@ struct ReviewPageTests {
         try browser.click("#approve")
         #expect(browser.waitUntil { try browser.evaluate("document.getElementById('msg').textContent").stringValue?.contains("is now approved") == true })
         #expect(try f.item("3").resolution == .approved && f.item("3").decidedBy == "dana")
+        // The page reloads the list and the item after a decision; wait for both before the next click.
+        #expect(browser.waitUntil {
+            try browser.evaluate(rows).int64Value == 3
+                && browser.evaluate("document.getElementById('d-state').textContent").stringValue?.hasPrefix("status approved by dana") == true
+                && browser.evaluate("document.getElementById('actions').hidden") == .bool(true)
+        })
 
         try browser.click("#show-\(id("9"))")
         #expect(browser.waitUntil { try browser.evaluate("document.getElementById('detail').dataset.id") == .string(id("9")) })

@@ -68,8 +68,12 @@ enum ReviewPage {
             $("count").textContent = items.length + " item(s)";
           }
           function cell(exists, v) { return exists === false ? "(no row)" : (v === null ? "NULL" : v); }
+          // The item last asked for: an answer for an earlier one (a reload still in flight) is dropped.
+          var wanted = null;
           function show(id) {
+            wanted = String(id);
             return call("GET", "/review/" + encodeURIComponent(id)).then(function (d) {
+              if (String(d.item.id) !== wanted) return;
               var box = $("detail"), it = d.item;
               box.hidden = false;
               box.dataset.id = it.id;
@@ -103,7 +107,7 @@ enum ReviewPage {
             }
             call("POST", "/review/" + encodeURIComponent(id) + "/" + verb, body).then(function (it) {
               say("item " + it.id + " is now " + it.status + " (by " + it.decided_by + ")");
-              return load().then(function () { return show(id); });
+              return load().then(function () { if (wanted === String(id)) return show(id); });
             }).catch(function (e) { say(e.message, true); });
           }
           function applyAll() {

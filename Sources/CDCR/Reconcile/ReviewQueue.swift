@@ -134,7 +134,14 @@ public enum ReviewQueue {
         let groups = Dictionary(grouping: items) { [$0.table.description, $0.targetTable.description] }
         for (names, group) in groups.sorted(by: { $0.key.lexicographicallyPrecedes($1.key) }) {
             let (source, target) = (TableName(parsing: names[0]), TableName(parsing: names[1]))
-            let pair = try repair.pair(source: source, target: target)
+            let pair: TablePair
+            do {
+                pair = try repair.pair(source: source, target: target)
+            } catch let e as VerifyError {
+                // A table dropped or changed since: its items wait, the other tables go on.
+                result.items += group.map { AppliedItem(id: $0.id, table: source, keyText: $0.keyText, outcome: .failed(e.description)) }
+                continue
+            }
             var keyed: [(Discrepancy, KeyTexts)] = []
             for item in group {
                 do {

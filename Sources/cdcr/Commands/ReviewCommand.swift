@@ -48,7 +48,7 @@ struct ReviewList: ParsableCommand {
     @OptionGroup var global: GlobalOptions
     @Option(help: "Only this source table, schema.table.")
     var table: String?
-    @Option(help: "Only this status: open, queued, approved, rejected, auto_repaired, resolved_by_stream, or all.")
+    @Option(help: "Only these statuses, comma-separated: open, queued, approved, rejected, auto_repaired, resolved_by_stream; or all.")
     var status: String?
     @Option(help: "A filter, e.g. kind=different,column=status (see docs/RECONCILE.md).")
     var matching: String?
@@ -67,7 +67,7 @@ struct ReviewList: ParsableCommand {
             if status == "all" {
                 filter.statuses = Resolution.allCases
             } else if let status {
-                filter.statuses = [try ReviewFilter.status(status)]
+                filter.statuses = try status.split(separator: ",").map { v throws(ReviewError) in try ReviewFilter.status(String(v)) }
             }
         } catch {
             reviewFail(error)
