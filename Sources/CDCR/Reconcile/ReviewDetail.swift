@@ -83,8 +83,9 @@ public struct ReviewDetail: Sendable {
             return
         }
         values = "stored"
-        sourceRowExists = s.map { _ in true }
-        targetRowExists = t.map { _ in true }
+        // A missing row was never in the target, an extra one never in the source.
+        sourceRowExists = s != nil ? true : item.kind == .extra ? false : nil
+        targetRowExists = t != nil ? true : item.kind == .missing ? false : nil
         var names: [String] = []
         for (k, _) in (s ?? []) + (t ?? []) where !names.contains(k) { names.append(k) }
         let keyNames = Set((item.rowKeyJSON.flatMap { try? JSONParser.parse($0) }?.objectMembers ?? []).map(\.0))
