@@ -215,5 +215,14 @@ struct ReviewTests {
         #expect(r.summary.updated == 1 && r.runID == repair.runID)
         #expect(try f.status(3) == "paid")
         #expect(throws: VerifyError.self) { try repair.repair(source: table, target: table, keys: [["seven"]]) }
+
+        // A composite key, in key-column order; the same run ID.
+        let lines = TableName(parsing: "public.order_items")
+        try f.src.execute("INSERT INTO public.order_items VALUES (1, 1, 'a', 1, 1.00), (1, 2, 'b', 2, 2.00)")
+        try f.tgt.execute("INSERT INTO public.order_items VALUES (1, 1, 'a', 1, 1.00), (1, 2, 'b', 5, 2.00)")
+        let composite = try repair.repair(source: lines, target: lines, keys: [["1", "2"], ["1", "1"]])
+        #expect(composite.outcomes.map(\.outcome) == [.repaired("update"), .alreadyEqual] && composite.runID == r.runID)
+        #expect(try f.tgt.query("SELECT qty FROM public.order_items WHERE order_id = 1 AND line_no = 2").scalar == "2")
+        #expect(try f.tgt.query("SELECT count(*) FROM cdcr.repair_log WHERE run_id = $1", [r.runID]).scalar == "2")
     }
 }
