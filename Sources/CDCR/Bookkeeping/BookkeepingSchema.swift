@@ -215,7 +215,10 @@ public enum BookkeepingSchema {
         END $$;
         CREATE TRIGGER discrepancies_queued_at BEFORE INSERT OR UPDATE OF resolution ON cdcr.discrepancies
             FOR EACH ROW EXECUTE FUNCTION cdcr.discrepancy_queued_at();
-        CREATE INDEX discrepancies_decided ON cdcr.discrepancies (decided_at) WHERE decided_at IS NOT NULL;
+        -- The daily report and the status page read only the rows with activity on the day or still
+        -- live (see DailyReport), through these and discrepancies_found / discrepancies_resolution.
+        CREATE INDEX discrepancies_resolved ON cdcr.discrepancies (resolved_at);
+        CREATE INDEX discrepancies_applied ON cdcr.discrepancies (applied_at) WHERE applied_at IS NOT NULL;
         """,
     ]
 

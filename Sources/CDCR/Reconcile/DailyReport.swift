@@ -97,7 +97,12 @@ public struct DailyReport: Sendable {
                    count(*) FILTER (WHERE resolution = 'approved' AND \(inDay("applied_at"))),
                    count(*) FILTER (WHERE resolved_at IS NULL OR resolved_at >= \(end)),
                    count(*) FILTER (WHERE resolution = 'approved' AND decided_at < \(end) AND (applied_at IS NULL OR applied_at >= \(end)))
-            FROM cdcr.discrepancies WHERE first_seen_at < \(end)
+            FROM cdcr.discrepancies
+            WHERE first_seen_at < \(end)
+              -- Only rows that can count: anything decided, queued or resolved that day also has
+              -- resolved_at that day or later (resolve() sets it with the decision), or none yet.
+              AND (first_seen_at >= \(bounds) OR resolved_at IS NULL OR resolved_at >= \(bounds) OR applied_at >= \(bounds)
+                   OR (resolution = 'approved' AND applied_at IS NULL))
             GROUP BY 1, 2 ORDER BY 1, 2
             """, [day]).rows
         var byTable: [TableName: TableReport] = [:]
