@@ -111,6 +111,8 @@ struct AdminTests {
         #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: ["Authorization: Bearer wrong"], body: body)?.status == 401)
         let auth = ["Authorization: Bearer s3cret-token"]
         #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: "{not json")?.status == 400)
+        // A browser on another site, even one that holds the token, is refused (docs: admin API).
+        #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: auth + ["Sec-Fetch-Site: cross-site"], body: body)?.status == 403)
         #expect(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: "{\"from\":\"yesterday\",\"to\":\"now\"}")?.status == 400)
         let started = try #require(httpRequest(port: port, method: "POST", path: "/replay", headers: auth, body: body))
         #expect(started.status == 202, "\(started.body)")

@@ -25,6 +25,7 @@ struct BackfillAdminTests {
         #expect(httpRequest(port: port, method: "POST", path: "/backfill", body: body)?.status == 401)
         #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: ["Authorization: Bearer wrong"], body: body)?.status == 401)
         #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: "{not json")?.status == 400)
+        #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth + ["Sec-Fetch-Site: cross-site"], body: body)?.status == 403)
         let badChunk = httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: #"{"tables":["public.orders"],"chunk_rows":"many"}"#)
         #expect(badChunk?.status == 400 && (badChunk?.body.contains("chunk_rows") ?? false), "\(String(describing: badChunk))")
         #expect(httpRequest(port: port, method: "POST", path: "/backfill", headers: auth, body: #"{"tables":[]}"#)?.status == 400)

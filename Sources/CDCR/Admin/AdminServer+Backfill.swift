@@ -9,9 +9,7 @@ extension AdminServer {
     /// `DELETE /backfill/{id}` (token protected) stops it after its current chunk.
     static func addBackfillRoutes(_ router: Router<BasicRequestContext>, settings: Settings, jobs: BackfillJobs) {
         router.post("/backfill") { request, _ -> Response in
-            guard authorized(request, token: settings.admin.token) else {
-                return jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")
-            }
+            if let refused = refuseMutation(request, settings: settings) { return refused }
             guard let buffer = try? await request.body.collect(upTo: 64 * 1024),
                   let body = try? JSONParser.parse(String(buffer: buffer)), body.objectMembers != nil else {
                 return jsonResponse(.badRequest, "{\"error\":\"the body must be a JSON object {tables, chunk_rows, max_rows_per_second, parallel, where, version_source, restart, dry_run}\"}")
@@ -30,9 +28,7 @@ extension AdminServer {
             return jsonResponse(.ok, job.json)
         }
         router.delete("/backfill/:id") { request, context -> Response in
-            guard authorized(request, token: settings.admin.token) else {
-                return jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")
-            }
+            if let refused = refuseMutation(request, settings: settings, hasBody: false) { return refused }
             guard let id = context.parameters.get("id"), jobs.stop(id) else {
                 return jsonResponse(.notFound, "{\"error\":\"no such backfill job\"}")
             }

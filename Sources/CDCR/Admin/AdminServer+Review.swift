@@ -91,18 +91,6 @@ extension AdminServer {
         jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")
     }
 
-    /// Why a mutating review request is refused (token, content type, cross-site), or nil.
-    static func refuseMutation(_ request: Request, settings: Settings) -> Response? {
-        guard authorized(request, token: settings.admin.token) else { return unauthorized() }
-        guard (request.headers[.contentType] ?? "").lowercased().hasPrefix("application/json") else {
-            return jsonResponse(.unsupportedMediaType, "{\"error\":\"the body must be application/json\"}")
-        }
-        if let site = request.headers.first(where: { $0.name.canonicalName == "sec-fetch-site" })?.value, site != "same-origin", site != "none" {
-            return jsonResponse(.forbidden, "{\"error\":\"cross-site requests are refused\"}")
-        }
-        return nil
-    }
-
     /// The request's JSON object body (an empty body is `{}`).
     static func jsonBody(_ request: Request) async throws -> JSONValue {
         let buffer = try await request.body.collect(upTo: 64 * 1024)

@@ -115,9 +115,7 @@ public enum AdminServer {
             return Response(status: .ok, headers: [.contentType: "text/html; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: page)))
         }
         router.post("/replay") { request, _ -> Response in
-            guard authorized(request, token: settings.admin.token) else {
-                return jsonResponse(.unauthorized, "{\"error\":\"a bearer token is required (admin.token)\"}")
-            }
+            if let refused = refuseMutation(request, settings: settings) { return refused }
             guard let buffer = try? await request.body.collect(upTo: 64 * 1024),
                   let body = try? JSONParser.parse(String(buffer: buffer)), body.objectMembers != nil else {
                 return jsonResponse(.badRequest, "{\"error\":\"the body must be a JSON object {from, to, tables, dry_run}\"}")
@@ -164,6 +162,21 @@ public enum AdminServer {
     }
 
     /// Mutating endpoints need `Authorization: Bearer <admin.token>` when a token is configured.
+    /// Why a mutating request is refused, or nil: no valid token (when one is set), a body that is
+    /// not `application/json`, or a browser saying it comes from another site. The last two keep a
+    /// web page the operator visits from making the browser post to a loopback server without a
+    /// token (a cross-site form can only send form or plain-text bodies, and browsers label it).
+    static func refuseMutation(_ request: Request, settings: Settings, hasBody: Bool = true) -> Response? {
+        guard authorized(request, token: settings.admin.token) else { return unauthorized() }
+        if hasBody, !(request.headers[.contentType] ?? "").lowercased().hasPrefix("application/json") {
+            return jsonResponse(.unsupportedMediaType, "{\"error\":\"the body must be application/json\"}")
+        }
+        if let site = request.headers.first(where: { $0.name.canonicalName == "sec-fetch-site" })?.value, site != "same-origin", site != "none" {
+            return jsonResponse(.forbidden, "{\"error\":\"cross-site requests are refused\"}")
+        }
+        return nil
+    }
+
     static func authorized(_ request: Request, token: String?) -> Bool {
         guard let token, !token.isEmpty else { return true }
         return constantTimeEqual(request.headers[.authorization] ?? "", "Bearer \(token)")
