@@ -54,3 +54,62 @@ struct ReconcileConfigTests {
         }
     }
 }
+
+@Suite("conflict policies and guard rails (decisions, no database)")
+struct ConflictPolicyTests {
+    func rows(_ kinds: [RowDifference]) -> [RowFinding] { kinds.enumerated().map { RowFinding(key: [String($0)], difference: $1) } }
+
+    let mixed: [RowDifference] = [.missing, .different(columns: ["v"]), .extra, .different(columns: ["v"])]
+
+    @Test("repair off leaves, review and manual queue, target-wins reports: none repairs")
+    func modes() {
+        var policy = TablePolicy()
+        let off = ConflictPolicy.plan(rows(mixed), policy: policy, repair: .off, tableRows: 1_000, unlisted: 0) { _ in false }
+        #expect(off.toRepair == 0 && off.decisions.allSatisfy { if case .leave = $0 { true } else { false } })
+        let review = ConflictPolicy.plan(rows(mixed), policy: policy, repair: .review, tableRows: 1_000, unlisted: 0) { _ in false }
+        #expect(review.decisions.allSatisfy { if case .queue = $0 { true } else { false } })
+        policy.policy = .manual
+        #expect(ConflictPolicy.plan(rows(mixed), policy: policy, repair: .auto, tableRows: 1_000, unlisted: 0) { _ in false }
+            .decisions.allSatisfy { if case .queue = $0 { true } else { false } })
+        policy.policy = .targetWins
+        #expect(ConflictPolicy.plan(rows(mixed), policy: policy, repair: .auto, tableRows: 1_000, unlisted: 0) { _ in false }
+            .decisions.allSatisfy { if case .leave = $0 { true } else { false } })
+    }
+
+    @Test("source-wins repairs but queues extra rows without allow_delete; newest-wins leaves newer target rows")
+    func repairs() {
+        var policy = TablePolicy()
+        let plan = ConflictPolicy.plan(rows(mixed), policy: policy, repair: .auto, tableRows: 1_000, unlisted: 0) { _ in true }
+        #expect(plan.decisions[0] == .repair && plan.decisions[1] == .repair && plan.decisions[3] == .repair && plan.massDrift == nil)
+        #expect(plan.decisions[2] == .queue("extra row: deleting it needs allow_delete"))
+        policy.allowDelete = true
+        policy.policy = .newestWins
+        policy.column = "updated_at"
+        let newest = ConflictPolicy.plan(rows(mixed), policy: policy, repair: .auto, tableRows: 1_000, unlisted: 0) { $0 == 3 }
+        #expect(newest.decisions[0] == .repair && newest.decisions[1] == .repair && newest.decisions[2] == .repair)
+        #expect(newest.decisions[3] == .leave("newest-wins: the target row is newer (updated_at), left as it is"))
+    }
+
+    @Test("guard rails: above the row limit or the percentage nothing is repaired; unlisted rows count")
+    func guardRails() {
+        var policy = TablePolicy()
+        policy.maxAutoRepairRows = 3
+        policy.maxAutoRepairPercent = 10
+        let three = rows([.missing, .missing, .missing])
+        #expect(ConflictPolicy.plan(three, policy: policy, repair: .auto, tableRows: 100, unlisted: 0) { _ in false }.toRepair == 3)
+        let over = ConflictPolicy.plan(three, policy: policy, repair: .auto, tableRows: 100, unlisted: 1) { _ in false }
+        #expect(over.toRepair == 0 && over.massDrift?.contains("max_auto_repair_rows (3)") == true)
+        #expect(over.decisions.allSatisfy { $0 == .queue(over.massDrift!) })
+        // 3 of 20 rows is 15 %, above 10 %.
+        let percent = ConflictPolicy.plan(three, policy: policy, repair: .auto, tableRows: 20, unlisted: 0) { _ in false }
+        #expect(percent.toRepair == 0 && percent.massDrift?.contains("max_auto_repair_percent (10.0 % of 20 rows)") == true)
+        // Rows that are queued anyway (extra without allow_delete) do not count towards the limit.
+        let withExtra = ConflictPolicy.plan(rows([.missing, .missing, .missing, .extra]), policy: policy, repair: .auto, tableRows: 100, unlisted: 0) { _ in false }
+        #expect(withExtra.toRepair == 3 && withExtra.massDrift == nil)
+        // Defaults: 1,000 rows and 1 %.
+        let defaults = TablePolicy()
+        #expect(ConflictPolicy.plan(rows(Array(repeating: .missing, count: 10)), policy: defaults, repair: .auto, tableRows: 1_000, unlisted: 0) { _ in false }.toRepair == 10)
+        #expect(ConflictPolicy.plan(rows(Array(repeating: .missing, count: 11)), policy: defaults, repair: .auto, tableRows: 1_000, unlisted: 0) { _ in false }.massDrift != nil)
+        #expect(ConflictPolicy.plan(rows(Array(repeating: .missing, count: 1_001)), policy: defaults, repair: .auto, tableRows: 1_000_000, unlisted: 0) { _ in false }.massDrift?.contains("1000") == true)
+    }
+}

@@ -220,4 +220,66 @@ struct ReconcileJobTests {
         try holder.execute("ROLLBACK")
         #expect(try ReconcileStore.runs(job: "nightly", on: p.tgt).first?.status == .timeout)
     }
+
+    @Test("deep: verify plus the schema check and the declared references; fixed, they are resolved_by_stream")
+    func deepJob() throws {
+        var p = try ReconcilePair(rows: 10)
+        defer { p.close() }
+        try p.src.execute("""
+            CREATE TABLE public.parents (id int PRIMARY KEY, name text, region text);
+            CREATE TABLE public.children (id int PRIMARY KEY, parent_id int REFERENCES public.parents);
+            INSERT INTO public.parents SELECT i, 'p' || i, 'eu' FROM generate_series(1, 5) i;
+            INSERT INTO public.children SELECT i, 1 + i % 5 FROM generate_series(1, 20) i;
+            """)
+        // The target lacks the column region and the foreign key, and parent 2: its children are orphans.
+        try p.tgt.execute("""
+            CREATE TABLE public.parents (id int PRIMARY KEY, name text);
+            CREATE TABLE public.children (id int PRIMARY KEY, parent_id int);
+            INSERT INTO public.parents SELECT i, 'p' || i FROM generate_series(1, 5) i WHERE i <> 2;
+            INSERT INTO public.children SELECT i, 1 + i % 5 FROM generate_series(1, 20) i;
+            """)
+        let tables = [TableName(parsing: "public.parents"), TableName(parsing: "public.children")]
+        p.settings.verify.tables = tables
+        var job = try p.job(.deep, repair: .off, name: "weekly")
+        job.tables = tables
+        let o = try p.run(job)
+        #expect(o.status == .drift && o.error == nil, "\(o.error ?? "")")
+        let d = try p.discrepancies()
+        let kinds = Set(d.map { "\($0.kind.rawValue) \($0.table)" })
+        #expect(kinds == ["missing public.parents", "orphan public.children", "schema *.*"], "\(kinds)")
+        let orphan = try #require(d.first { $0.kind == .orphan })
+        #expect(orphan.keyText.hasPrefix("fk:") && orphan.sourceValuesJSON != nil && orphan.digest?.isEmpty == false)
+        #expect(d.first { $0.kind == .schema }?.digest?.contains("region") == true)
+
+        try p.tgt.execute("ALTER TABLE public.parents ADD COLUMN region text; INSERT INTO public.parents VALUES (2, 'p2', 'eu'); UPDATE public.parents SET region = 'eu'")
+        let fixed = try p.run(job)
+        #expect(fixed.status == .ok && fixed.counts.resolvedByStream == 3, "\(fixed.error ?? "")")
+        #expect(try p.discrepancies().allSatisfy { $0.resolution == .resolvedByStream })
+    }
+
+    @Test("target-wins only reports, manual queues everything; the exposition passes promtool check metrics")
+    func reportOnlyPolicies() throws {
+        var p = try ReconcilePair(rows: 100)
+        defer { p.close() }
+        try p.tgt.execute("UPDATE public.items SET v = 'target' WHERE id = 1; DELETE FROM public.items WHERE id = 2")
+        var policy = TablePolicy()
+        policy.policy = .targetWins
+        p.settings.reconcile.tables[p.table] = policy
+        let reported = try p.run(try p.job())
+        #expect(reported.counts.found == 2 && reported.counts.autoRepaired == 0 && reported.counts.queued == 0 && reported.remaining == 2)
+        #expect(try p.discrepancies().allSatisfy { $0.resolution == .open && $0.policy == "target-wins" })
+        #expect(try p.targetValue(1) == "target")
+        // The same open items, now under manual: queued for review, still not repaired.
+        policy.policy = .manual
+        p.settings.reconcile.tables[p.table] = policy
+        let manual = try p.run(try p.job())
+        #expect(manual.counts.queued == 2 && manual.counts.newFound == 0 && manual.counts.autoRepaired == 0)
+        #expect(try p.discrepancies().allSatisfy { $0.resolution == .queued && $0.policy == "manual" })
+        var buffer: [UInt8] = []
+        CDCRMetrics.registry.emit(into: &buffer)
+        let text = String(decoding: buffer, as: UTF8.self)
+        #expect(text.contains("cdcr_reconcile_runs_total{job=\"nightly\",status=\"drift\"}"))
+        let check = try promtoolCheckMetrics(text)
+        #expect(check.status == 0, "\(check.output)")
+    }
 }
