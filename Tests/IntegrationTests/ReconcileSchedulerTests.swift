@@ -200,4 +200,29 @@ struct ReconcileCommandTests {
         let all = try ReconcileStore.runs(job: "every-minute", on: p.tgt)
         #expect(all.filter { $0.trigger == .catchUp }.count == 1)
     }
+
+    @Test("cdcr run runs the reconcile scheduler next to the applier")
+    func insideRun() throws {
+        let p = try ReconcilePair(rows: 20)
+        defer { p.close() }
+        let kafka = try TestKafka()
+        try kafka.createTopic("rec-flow")
+        let file = try config(p, jobs: #"[{"name": "in-run", "schedule": "every 1h", "kind": "full", "repair": "auto"}]"#,
+                              tables: #"{"public.items": {"max_auto_repair_percent": 10}}"#)
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try p.tgt.execute("UPDATE public.items SET v = 'drift' WHERE id = 4")
+        try ReconcileStore.startRun(id: "rec-old", job: "in-run", kind: .full, trigger: .schedule,
+                                    scheduledFor: Date().addingTimeInterval(-5 * 3_600), tables: [p.table], on: p.tgt)
+        try ReconcileStore.finishRun(id: "rec-old", status: .ok, counts: RunCounts(), error: nil, on: p.tgt)
+        let applier = try CDCRProcess.start(["run", "--config", file, "--brokers", kafka.brokers, "--topic", "rec-flow", "--group", "rec-flow",
+                                             "--no-gap-fill", "--kafka-property", "log_level=3"])
+        let ran = try waitUntil(timeout: .seconds(60)) {
+            (try? ReconcileStore.runs(job: "in-run", on: p.tgt).contains { $0.trigger == .catchUp && $0.status == .drift }) == true
+        }
+        applier.signal(SIGTERM)
+        #expect(applier.wait(timeout: .seconds(30)) == 0, "\(applier.stderr.suffix(3000))")
+        #expect(ran, "\(applier.stderr.suffix(3000))")
+        #expect(try p.targetValue(4) == "v4")
+        #expect(try ReconcileStore.runs(job: "in-run", on: p.tgt).first?.counts.autoRepaired == 1)
+    }
 }
