@@ -150,7 +150,7 @@ struct ReconcileJobTests {
         policy.column = "nope"
         p.settings.reconcile.tables[p.table] = policy
         let bad = try p.run(try p.job())
-        #expect(bad.status == .error && bad.error?.contains("reconcile.tables.public.items.column") == true)
+        #expect(bad.status == .error && bad.configProblem && bad.error?.contains("reconcile.tables.public.items.column") == true)
     }
 
     @Test("a difference gone at the next run (the stream caught up) is resolved_by_stream, not repaired")

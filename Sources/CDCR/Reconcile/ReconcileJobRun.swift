@@ -14,6 +14,9 @@ public struct ReconcileOutcome: Sendable {
     public var remaining: Int
     /// Tables whose drift exceeded the guard rails: nothing repaired, all queued.
     public var massDrift: [TableName]
+    /// The run failed on a configuration problem found only against the catalogs (a newest-wins
+    /// column, a check rule): `cdcr reconcile --job` exits 64 for it.
+    public var configProblem = false
 }
 
 /// Another run of the job holds its lock (in this process or another one).
@@ -77,6 +80,7 @@ public final class ReconcileJobRun {
         deadline = job.budgetSeconds.map { ContinuousClock.now + .seconds($0) }
         logger.info("reconcile run started", metadata: ["job": "\(job.name)", "run": "\(runID)", "kind": "\(job.kind.rawValue)", "trigger": "\(trigger.rawValue)"])
         var status: RunStatus
+        var configProblem = false
         do {
             try body(runID: runID, store: store)
             status = errors.isEmpty ? (counts.found > 0 ? .drift : .ok) : .error
@@ -86,6 +90,7 @@ public final class ReconcileJobRun {
                 errors.append(BudgetExceeded(seconds: budget).description + " (partial results kept): \(error)")
             } else {
                 status = .error
+                configProblem = error is ConfigError
                 errors.append("\(error)")
             }
         }
@@ -99,7 +104,8 @@ public final class ReconcileJobRun {
             "job": "\(job.name)", "run": "\(runID)", "status": "\(status.rawValue)", "found": "\(counts.found)",
             "auto_repaired": "\(counts.autoRepaired)", "queued": "\(counts.queued)", "error": "\(error ?? "")",
         ])
-        return ReconcileOutcome(runID: runID, job: job.name, status: status, counts: counts, error: error, remaining: remaining, massDrift: massDrift)
+        return ReconcileOutcome(runID: runID, job: job.name, status: status, counts: counts, error: error, remaining: remaining, massDrift: massDrift,
+                                configProblem: configProblem)
     }
 
     var budgetPassed: Bool { deadline.map { ContinuousClock.now >= $0 } ?? false }

@@ -14,7 +14,7 @@ struct ReconcileCommand: AsyncParsableCommand {
             --list shows every job with its last run and result and its next run; --serve runs the scheduler alone \
             (cdcr run also runs it when jobs are configured). See docs/RECONCILE.md. Exit codes of --job, as verify: \
             0 nothing left to look at (consistent, or every difference repaired), 2 discrepancies remain open or queued, \
-            1 the run failed, ran out of its budget, or the job is running elsewhere; 64 a bad configuration.
+            1 the run failed, ran out of its budget, or the job is running elsewhere; 64 a bad configuration (also one found only against the catalogs, such as a newest-wins column that does not exist: the run is recorded as error).
             """
     )
     @OptionGroup var global: GlobalOptions
@@ -74,6 +74,7 @@ struct ReconcileCommand: AsyncParsableCommand {
             for t in outcome.massDrift { print("  ! mass drift in \(t): nothing repaired, everything queued for review") }
             if let e = outcome.error { print("  ! \(e)") }
         }
+        if outcome.configProblem { throw ExitCode(64) }
         switch outcome.status {
         case .error, .timeout, .running: throw ExitCode(1)
         case .ok, .drift: if outcome.remaining > 0 { throw ExitCode(2) }
