@@ -185,7 +185,8 @@ struct ReconcileCommandTests {
         try ReconcileStore.startRun(id: "rec-old", job: "every-minute", kind: .quick, trigger: .schedule,
                                     scheduledFor: Date().addingTimeInterval(-3_600), tables: [p.table], on: p.tgt)
         try ReconcileStore.finishRun(id: "rec-old", status: .ok, counts: RunCounts(), error: nil, on: p.tgt)
-        let child = try CDCRProcess.start(["reconcile", "--config", file, "--serve"])
+        let port = freePort()
+        let child = try CDCRProcess.start(["reconcile", "--config", file, "--serve", "--admin-listen", "127.0.0.1:\(port)"])
         var runs: [ReconcileRunRecord] = []
         let deadline = ContinuousClock.now + .seconds(60)
         while ContinuousClock.now < deadline {
@@ -193,8 +194,12 @@ struct ReconcileCommandTests {
             if !runs.isEmpty { break }
             usleep(200_000)
         }
+        // Its metrics are served: the run counted, the schedule's interval for the staleness alert.
+        let metrics = shell(["curl", "-sf", "http://127.0.0.1:\(port)/metrics"]).output
         child.signal(SIGTERM)
         #expect(child.wait(timeout: .seconds(30)) == 0, "\(child.stderr)")
+        #expect(metrics.contains("cdcr_reconcile_runs_total{job=\"every-minute\",status=\"ok\"} 1"), "\(metrics)")
+        #expect(metrics.contains("cdcr_reconcile_schedule_interval_seconds{job=\"every-minute\"} 60"), "\(metrics)")
         #expect(runs.first?.trigger == .catchUp && runs.first?.status == .ok, "\(child.stderr)")
         // One run for the sixty missed slots (a regular one may have followed at the next minute).
         let all = try ReconcileStore.runs(job: "every-minute", on: p.tgt)

@@ -26,23 +26,35 @@ struct ReconcileCommand: AsyncParsableCommand {
     var serve = false
     @Flag(help: "Print as JSON.")
     var json = false
+    @Option(help: "With --serve: admin HTTP server address HOST:PORT for /metrics (default 127.0.0.1:9464; CDCR_ADMIN_LISTEN).")
+    var adminListen: String?
+    @Flag(help: "With --serve: do not start the admin HTTP server.")
+    var noAdmin = false
 
     func validate() throws {
         let modes = [job != nil, list, serve].filter { $0 }.count
         if modes != 1 { throw ValidationError("give exactly one of --job NAME, --list, --serve") }
+        if !serve && (adminListen != nil || noAdmin) { throw ValidationError("--admin-listen and --no-admin go with --serve") }
     }
 
     func run() async throws {
-        let settings = try global.settings()
+        let settings = try global.settings { $0.adminListen = adminListen }
         guard settings.targetURL != nil else { throw ValidationError("--target (or CDCR_TARGET_URL) is required") }
         let logger = Logs.logger(settings, label: "cdcr.reconcile")
         if let job { try runJob(job, settings: settings, logger: logger) }
         if list { listJobs(settings: settings, logger: logger) }
         if serve {
             guard !settings.reconcile.jobs.isEmpty else { throw ValidationError("no reconcile.jobs in the config: nothing to schedule") }
-            let group = ServiceGroup(configuration: .init(
-                services: [.init(service: BlockingLoopService.reconcile(settings: settings, logger: logger))],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: BlockingLoopService.reconcile(settings: settings, logger: logger)),
+            ]
+            if !noAdmin {
+                // /metrics for the reconcile metrics; the lag sampler only samples when /lag is asked.
+                CDCRMetrics.recordBuildInfo(version: CDCRVersion.current)
+                services.append(.init(service: AdminServer.make(settings: settings, registry: CDCRMetrics.registry, health: HealthState(),
+                                                                lag: LagSampler(settings: settings), logger: logger)))
+            }
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             do { try await group.run() } catch { fail(error) }
         }
     }
