@@ -24,6 +24,7 @@ public enum ConflictPolicyKind: String, Sendable, CaseIterable {
 
 /// A table's conflict policy and guard rails.
 public struct TablePolicy: Sendable, Equatable {
+    /// Whose row wins.
     public var policy: ConflictPolicyKind = .sourceWins
     /// The timestamp or version column `newest-wins` compares.
     public var column: String?
@@ -34,20 +35,26 @@ public struct TablePolicy: Sendable, Equatable {
     /// Extra target rows are deleted automatically only when set; otherwise they are queued.
     public var allowDelete = false
 
+    /// source-wins, 1,000 rows, 1 %, no deletes.
     public init() {}
 }
 
 /// One scheduled reconcile job (`reconcile.jobs[]`).
 public struct ReconcileJob: Sendable {
+    /// Unique among the jobs; labels metrics and names the advisory lock.
     public var name: String
+    /// When it runs (UTC).
     public var schedule: JobSchedule
+    /// What it compares.
     public var kind: ReconcileKind
     /// Source tables; empty: the compared tables (`verify.tables`, else `tables`).
     public var tables: [TableName]
+    /// What it does with the row differences it finds.
     public var repair: JobRepair
     /// Longest a run may take; past it the run stops with status `timeout`, keeping what it found.
     public var budgetSeconds: Int64?
 
+    /// A job; without tables it covers the compared tables.
     public init(name: String, schedule: JobSchedule, kind: ReconcileKind, tables: [TableName] = [], repair: JobRepair = .off, budgetSeconds: Int64? = nil) {
         self.name = name
         self.schedule = schedule
@@ -60,6 +67,7 @@ public struct ReconcileJob: Sendable {
 
 /// The `reconcile` section: jobs, per-table policies, and the check rules quick and deep jobs run.
 public struct ReconcileSettings: Sendable {
+    /// In config order, names unique.
     public var jobs: [ReconcileJob] = []
     /// Per source table; a table not named gets `TablePolicy()` (source-wins, default limits).
     public var tables: [TableName: TablePolicy] = [:]
@@ -69,10 +77,13 @@ public struct ReconcileSettings: Sendable {
     /// drift "mass drift" when above the limits).
     public var maxFindingsPerTable = 10_000
 
+    /// No jobs, every table source-wins.
     public init() {}
 
+    /// The table's policy (the default one when it has none).
     public func policy(for table: TableName) -> TablePolicy { tables[table] ?? TablePolicy() }
 
+    /// The job of that name.
     public func job(named name: String) -> ReconcileJob? { jobs.first { $0.name == name } }
 }
 

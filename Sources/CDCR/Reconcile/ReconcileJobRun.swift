@@ -5,10 +5,14 @@ import Logging
 
 /// How a reconcile run ended.
 public struct ReconcileOutcome: Sendable {
+    /// `cdcr.reconcile_runs.run_id`.
     public var runID: String
     public var job: String
+    /// ok, drift, error or timeout.
     public var status: RunStatus
+    /// As stored with the run.
     public var counts: RunCounts
+    /// Why it failed or stopped (error, timeout).
     public var error: String?
     /// Discrepancies of the run's tables still open or queued after it.
     public var remaining: Int
@@ -21,6 +25,7 @@ public struct ReconcileOutcome: Sendable {
 
 /// Another run of the job holds its lock (in this process or another one).
 public struct ReconcileLocked: Error, CustomStringConvertible, Sendable {
+    /// The job's name.
     public let job: String
     public var description: String { "job \(job) is already running (its advisory lock is held by another session)" }
 }
@@ -48,6 +53,7 @@ public final class ReconcileJobRun {
     /// What the run looked at completely: (target tables, kinds, only these keys or any).
     var covered: [(tables: [TableName], kinds: [DiscrepancyKind], keys: [String]?)] = []
 
+    /// A run of `job`; refuses a job without tables or databases to compare.
     public init(job: ReconcileJob, settings: Settings, logger: Logger = Logger(label: "cdcr.reconcile")) throws(ConfigError) {
         self.job = job
         self.settings = settings

@@ -24,6 +24,7 @@ public final class ReconcileScheduler {
     private var firstSeen: [String: Int64] = [:]
     private var store: PGConnection?
 
+    /// The scheduler of `settings.reconcile.jobs`, on `now`'s clock.
     public init(settings: Settings, logger: Logger, stop: StopSignal = StopSignal(), now: @escaping @Sendable () -> Date = { Date() }) {
         self.settings = settings
         self.logger = logger

@@ -22,11 +22,13 @@ public final class BlockingLoopService: Service, Sendable {
     private let body: @Sendable (StopSignal) throws -> Void
     private let stop = StopSignal()
 
+    /// `name` names the thread.
     public init(name: String, _ body: @escaping @Sendable (StopSignal) throws -> Void) {
         self.name = name
         self.body = body
     }
 
+    /// Runs `body` until it returns.
     public func run() async throws {
         let (body, stop) = (self.body, self.stop)
         try await runBlockingService(name: name, stop: stop) { try body(stop) }
