@@ -282,4 +282,32 @@ struct ReconcileJobTests {
         let check = try promtoolCheckMetrics(text)
         #expect(check.status == 0, "\(check.output)")
     }
+
+    @Test("a repair cut off by the budget records the batches it committed as repaired; the rest stay open")
+    func repairCutOff() throws {
+        var p = try ReconcilePair(rows: 1_000)
+        defer { p.close() }
+        var policy = TablePolicy()
+        policy.maxAutoRepairPercent = 100
+        p.settings.reconcile.tables[p.table] = policy
+        try p.tgt.execute("UPDATE public.items SET v = 'drift' WHERE id <= 600")
+        // Another session holds row 550: the second repair batch (keys 501-600) waits on it.
+        let holder = try PGConnection.connect(p.settings.targetURL!)
+        defer { holder.close() }
+        try holder.execute("BEGIN; SELECT 1 FROM public.items WHERE id = 550 FOR UPDATE")
+        var job = try p.job()
+        job.budgetSeconds = 10
+        let started = ContinuousClock.now
+        let o = try p.run(job)
+        let took = ContinuousClock.now - started
+        try holder.execute("ROLLBACK")
+        // The cut-off batch is not retried past the budget.
+        #expect(took < .seconds(20), "\(took)")
+        #expect(o.status == .timeout && o.counts.autoRepaired == 500, "\(o.error ?? "")")
+        let d = try p.discrepancies()
+        let repaired = d.filter { $0.resolution == .autoRepaired }
+        #expect(d.count == 600 && repaired.count == 500 && d.filter { $0.resolution == .open }.count == 100)
+        #expect(try p.tgt.query("SELECT count(*) FROM public.items WHERE v = 'drift'").scalar == "100")
+        #expect(repaired.allSatisfy { Int($0.keyText)! <= 500 && $0.repairRunID != nil })
+    }
 }

@@ -251,7 +251,16 @@ public final class ReconcileJobRun {
         }
         guard !repairRows.isEmpty else { return }
         try limitStatements(verify)
-        let r = try AutoRepair(run: verify, settings: settings, logger: logger).apply(repairRows, ids: repairIDs, diff: diff, policy: policy, store: store)
+        var repair = AutoRepair(run: verify, settings: settings, logger: logger)
+        repair.mayRetry = { [weak self] in !(self?.budgetPassed ?? true) }
+        let r: AutoRepairResult
+        do {
+            r = try repair.apply(repairRows, ids: repairIDs, diff: diff, policy: policy, store: store)
+        } catch let partial as PartialRepair {
+            counts.autoRepaired += partial.repaired
+            ReconcileMetricsUpdate.autoRepaired(table: diff.target, rows: partial.repaired)
+            throw partial.underlying
+        }
         counts.autoRepaired += r.repaired
         counts.queued += r.refused
         counts.resolvedByStream += r.alreadyEqual
