@@ -221,7 +221,7 @@ struct ReconcileCommandTests {
         try ReconcileStore.finishRun(id: "rec-old", status: .ok, counts: RunCounts(), error: nil, on: p.tgt)
         let applier = try CDCRProcess.start(["run", "--config", file, "--brokers", kafka.brokers, "--topic", "rec-flow", "--group", "rec-flow",
                                              "--no-gap-fill", "--kafka-property", "log_level=3"])
-        let ran = try waitUntil(timeout: .seconds(60)) {
+        let ran = waitUntil(timeout: .seconds(60)) {
             (try? ReconcileStore.runs(job: "in-run", on: p.tgt).contains { $0.trigger == .catchUp && $0.status == .drift }) == true
         }
         applier.signal(SIGTERM)
