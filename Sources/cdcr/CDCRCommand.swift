@@ -9,7 +9,7 @@ struct CDCRCommand: AsyncParsableCommand {
         commandName: "cdcr",
         abstract: "cdc-reconciler: apply CDC streams idempotently, fill their gaps, watch their lag, reconcile tables.",
         version: CDCRVersion.current,
-        subcommands: [RunCommand.self, InitCommand.self, SourceCommand.self, RelayCommand.self, ReplayCommand.self, LagCommand.self, DevKafkaCommand.self, DevProduceCommand.self, VerifyCommand.self, CheckCommand.self, RepairCommand.self, RepairUndoCommand.self, AuditCommand.self, ReviewCommand.self, ReportCommand.self, BackfillCommand.self, BenchCommand.self]
+        subcommands: [RunCommand.self, InitCommand.self, SourceCommand.self, RelayCommand.self, ReplayCommand.self, LagCommand.self, DevKafkaCommand.self, DevProduceCommand.self, VerifyCommand.self, CheckCommand.self, RepairCommand.self, RepairUndoCommand.self, AuditCommand.self, ReconcileCommand.self, ReviewCommand.self, ReportCommand.self, BackfillCommand.self, BenchCommand.self]
     )
 
     /// A peer that closes a socket mid-write must never end the process: with SIGPIPE ignored a

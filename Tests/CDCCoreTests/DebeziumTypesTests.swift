@@ -133,6 +133,8 @@ struct DebeziumTypesTests {
         #expect(try Self.text("true", Self.field("boolean"), into: "bit(1)", typname: "bit") == "1")
         #expect(try Self.text("false", nil, into: "bit(1)", typname: "bit") == "0")
         #expect(Self.refused(#""1010""#, nil, into: "bit(4)", typname: "bit") != nil, "schemaless Bits: the length is in the schema")
+        #expect(try Self.text(#""1010""#, nil, into: "bit(4)", typname: "bit", format: .native) == "1010", "native events send bits as PostgreSQL text")
+        #expect(try Self.text(#""101""#, nil, into: "bit varying(8)", typname: "varbit", format: .native) == "101")
         #expect(try Self.text("true", Self.field("boolean"), into: "boolean", typname: "bool") == "true")
     }
 

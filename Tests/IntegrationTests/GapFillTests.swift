@@ -281,7 +281,7 @@ struct ScheduledGapFillTests {
         #expect(dropped > 0)
         let tgt = try PGConnection.connect(target)
         // interval (2 s) + settle (1 s) + a pass's own time, with margin for a loaded machine.
-        let converged = try waitUntil(timeout: .seconds(30)) {
+        let converged = waitUntil(timeout: .seconds(30)) {
             (try? Expect.differences(tgt, table: "public.orders", expected: try tableRows(src, "public.orders"))) == 0
                 && (try? Expect.differences(tgt, table: "public.order_items", expected: try tableRows(src, "public.order_items"))) == 0
         }
@@ -315,7 +315,7 @@ struct ScheduledGapFillTests {
         try src.query("INSERT INTO public.orders (id, status) VALUES (1000, 'meanwhile')")
         try longTx.execute("COMMIT")
         let tgt = try PGConnection.connect(target)
-        let found = try waitUntil(timeout: .seconds(20)) { (try? Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE id IN (999, 1000)")) == 2 }
+        let found = waitUntil(timeout: .seconds(20)) { (try? Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE id IN (999, 1000)")) == 2 }
         applier.signal(SIGTERM)
         #expect(applier.wait(timeout: .seconds(30)) == 0)
         #expect(found, "\(applier.stderr.suffix(3000))")

@@ -56,7 +56,7 @@ public enum ValueConverter {
                 return try hstoreLiteral(jsonText: s, column: column, semantic: "hstore (schemaless)")
             case .numeric where format == .debezium:
                 return specialNumeric(s)
-            case .bit, .varbit where format == .debezium:
+            case .bit where format == .debezium, .varbit where format == .debezium:
                 // Debezium sends bits as base64 of little-endian bytes with the length in the schema;
                 // without it even a text like "1010" (valid base64) cannot be read.
                 throw PoisonError(.invalidValue, "column \(column.name) (\(column.sqlType)): Debezium io.debezium.data.Bits without a schema: the bit length is in the schema")

@@ -28,6 +28,13 @@ public enum CDCRMetrics {
         "cdcr_consumer_group_status": "Burrow verdict of the consumer group: 0 OK, 1 WARN, 2 ERR.",
         "cdcr_backfill_rows_total": "Rows a backfill read from the source and applied (or skipped by the version guard), per target table.",
         "cdcr_backfill_progress_ratio": "Progress of a backfill per target table: rows done over the source's estimated row count (1 when done).",
+        "cdcr_reconcile_runs_total": "Reconcile runs by job and how they ended (ok, drift, error, timeout).",
+        "cdcr_reconcile_discrepancies": "Discrepancies open or queued per target table and kind, as of the last reconcile run.",
+        "cdcr_reconcile_last_success_timestamp_seconds": "Unix time a reconcile job last finished a run (ok or drift); the scheduler's start until it has.",
+        "cdcr_reconcile_schedule_interval_seconds": "Longest gap between two scheduled slots of a reconcile job.",
+        "cdcr_review_open_items": "Discrepancies waiting in the review queue (queued).",
+        "cdcr_reconcile_auto_repaired_total": "Rows reconcile repaired automatically under the table's policy, per target table.",
+        "cdcr_reconcile_mass_drift_total": "Reconcile runs that found more drift in a table than its guard rails allow to repair automatically (everything was queued).",
     ]
 
     static func descriptor(_ name: String) -> MetricNameDescriptor {

@@ -48,12 +48,14 @@ public struct Settings: Sendable {
     /// Cap of the exponential backoff between retries of a transient failure.
     public var retryMaxBackoffMs = 30_000
     public var logLevel = "info"
-    /// Scheduled gap filling inside `cdcr run` (needs `source_url`); see GapFillService.
+    /// Scheduled gap filling inside `cdcr run` (needs `source_url`); see GapFillScheduler.
     public var gapFill = GapFillSettings()
     /// The admin HTTP server inside `cdcr run`.
     public var admin = AdminSettings()
     /// Defaults of `cdcr verify`, `cdcr repair` and `cdcr audit`.
     public var verify = VerifySettings()
+    /// Scheduled reconcile jobs and per-table conflict policies (docs/RECONCILE.md).
+    public var reconcile = ReconcileSettings()
 
     public init() {}
 

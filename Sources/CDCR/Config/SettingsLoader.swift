@@ -138,6 +138,7 @@ public enum SettingsLoader {
                     default: throw ConfigError(name, "unknown setting")
                     }
                 }
+            case "reconcile": s.reconcile = try ReconcileSettings.parse(value, file: path)
             default:
                 // Sections of later features are accepted by their own loaders.
                 if extensionSections.contains(key) { continue }

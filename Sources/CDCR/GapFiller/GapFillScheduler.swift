@@ -2,7 +2,6 @@ import CDCCore
 import CDCPostgres
 import Foundation
 import Logging
-import ServiceLifecycle
 
 /// Scheduled gap filling inside `cdcr run`: every interval, replay the change-log window that ends
 /// `settle` ago through the applier. The stream and the gap filler meet in the ledger and the
@@ -123,21 +122,9 @@ public final class GapFillScheduler {
     }
 }
 
-/// The gap filler as a lifecycle service next to the applier.
-public final class GapFillService: Service, Sendable {
-    private let settings: Settings
-    private let logger: Logger
-    private let stop = StopSignal()
-
-    public init(settings: Settings, logger: Logger) {
-        self.settings = settings
-        self.logger = logger
-    }
-
-    public func run() async throws {
-        let (settings, logger, stop) = (self.settings, self.logger, self.stop)
-        try await runBlockingService(name: "cdcr-gap-fill", stop: stop) {
-            try GapFillScheduler(settings: settings, logger: logger, stop: stop).run()
-        }
+extension BlockingLoopService {
+    /// The gap filler as a lifecycle service next to the applier.
+    public static func gapFill(settings: Settings, logger: Logger) -> BlockingLoopService {
+        BlockingLoopService(name: "cdcr-gap-fill") { stop in try GapFillScheduler(settings: settings, logger: logger, stop: stop).run() }
     }
 }

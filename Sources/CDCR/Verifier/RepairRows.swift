@@ -14,7 +14,7 @@ struct RepairRows {
     }
 
     /// `unnest($1::T0[], …) AS u("k0", …)` for `keys` on `table`, and the bound arrays.
-    private func keyArrays(_ keys: [KeyTexts], table: TargetTable, firstParam: Int = 1) -> (String, String, [String?]) {
+    func keyArrays(_ keys: [KeyTexts], table: TargetTable, firstParam: Int = 1) -> (String, String, [String?]) {
         let cols = pair.keyColumns.map { table.columns[table.columnIndex($0.name)!] }
         let arrays = cols.enumerated().map { "$\(firstParam + $0)::\($1.sqlType)[]" }.joined(separator: ", ")
         let from = "unnest(\(arrays)) AS u(\(cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")))"

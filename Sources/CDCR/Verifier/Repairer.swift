@@ -47,6 +47,9 @@ public final class Repairer {
     public let runID: String
     let allowDelete: Bool
     var batchSize = 500
+    /// Asked before a failed batch is retried; false stops the repair with the batch's error (a
+    /// reconcile run past its time budget must not retry what its statement timeout cut off).
+    var mayRetry: () -> Bool = { true }
 
     public init(run: VerifyRun, settings: Settings, logger: Logger, allowDelete: Bool) {
         self.run = run
@@ -127,7 +130,7 @@ public final class Repairer {
                 } catch {
                     attempt += 1
                     switch ErrorClassifier.classify(error) {
-                    case .transient where attempt < 5, .unclear where attempt <= settings.unclearErrorRetries: break
+                    case .transient where attempt < 5 && mayRetry(), .unclear where attempt <= settings.unclearErrorRetries && mayRetry(): break
                     default: throw error
                     }
                     logger.warning("repair batch failed, retrying", metadata: ["table": "\(diff.source)", "error": "\(error)"])

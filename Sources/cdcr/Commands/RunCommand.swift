@@ -49,6 +49,9 @@ struct RunCommand: AsyncParsableCommand {
     @Flag(help: "Do not run the gap filler even when a source is configured.")
     var noGapFill = false
 
+    @Flag(help: "Do not run the reconcile jobs (reconcile.jobs) even when some are configured.")
+    var noReconcile = false
+
     @Option(help: "Admin HTTP server address HOST:PORT (default 127.0.0.1:9464; CDCR_ADMIN_LISTEN). Token: admin.token / CDCR_ADMIN_TOKEN.")
     var adminListen: String?
 
@@ -84,7 +87,10 @@ struct RunCommand: AsyncParsableCommand {
             services.append(.init(service: LagSamplerService(sampler: lag, logger: logger)))
         }
         if settings.sourceURL != nil && settings.gapFill.enabled && !noGapFill {
-            services.append(.init(service: GapFillService(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
+            services.append(.init(service: BlockingLoopService.gapFill(settings: settings, logger: logger), successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        if settings.sourceURL != nil && !settings.reconcile.jobs.isEmpty && !noReconcile {
+            services.append(.init(service: BlockingLoopService.reconcile(settings: settings, logger: logger)))
         }
         let group = ServiceGroup(configuration: .init(
             services: services,
