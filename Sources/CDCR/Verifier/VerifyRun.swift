@@ -15,7 +15,7 @@ public struct VerifyOptions: Sendable {
     public var settleSeconds: Double = 0
     public var policy = DescentPolicy()
     /// Differing rows listed (and repaired per round) at most; beyond, they are counted only, so
-    /// memory stays bounded however far the tables drifted.
+    /// the listing (spilled to disk, see `DifferenceSpill`) stays bounded however far the tables drifted.
     public var maxDifferences = VerifyOptions.defaultMaxDifferences
     public static let defaultMaxDifferences = 100_000
     /// A run of adjacent key ranges present on one side only, holding more rows than this, is
