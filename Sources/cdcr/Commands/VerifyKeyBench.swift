@@ -98,6 +98,8 @@ struct VerifyKeyBench {
         }
         if let reladiff {
             let args = [reladiff, urls[0], type.table, urls[1], type.table] + type.columns.flatMap { ["-k", $0.name] } + Self.payload.flatMap { ["-c", $0] }
+                // reladiff 0.6 fails sorting its output when a differing row holds NULLs (the extra row, `note = NULL`).
+                + ["--skip-sort-results"]
             let start = ContinuousClock.now
             let (status, out, _, _) = try ApplyBench.runChild(args)
             f.reladiff.append((ContinuousClock.now - start).seconds)
