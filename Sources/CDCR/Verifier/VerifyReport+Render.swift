@@ -19,11 +19,11 @@ extension VerifyReport {
         return lines.joined(separator: "\n")
     }
 
-    /// The `--json` report (every differing row), built in memory: for tests and small reports.
-    public var json: String {
+    /// The `--json` report (every differing row), built in memory: for small reports; `writeJSON`
+    /// streams it. Throws when the spill file cannot be read back.
+    public func json() throws -> String {
         var out = ""
-        // Reading a finished spill fails only when its file became unreadable.
-        try? writeJSON { out += $0 }
+        try writeJSON { out += $0 }
         return out
     }
 
