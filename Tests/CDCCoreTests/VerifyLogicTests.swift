@@ -106,3 +106,36 @@ struct VerifyLogicTests {
         #expect(keyPrecedes(["1", "9"], ["1", "10"]))
     }
 }
+
+@Suite("verify descent: leaf size and dense differences")
+struct DescentDensityTests {
+    let policy = DescentPolicy()
+
+    @Test("sparse differences split down to tiny leaves; dense ones are compared row by row at once")
+    func bulkLeaves() {
+        let s = RangeChecksum(count: 500, sum: "1"), t = RangeChecksum(count: 500, sum: "2")
+        // 121 differing rows in 1,000,000: 6 % of 2,000 root ranges differ → split.
+        let sparse = DescentPolicy.density(differingShare: 121.0 / 2000, averageRows: 500)
+        #expect(abs(sparse - 121.0 / 1_000_000) < 0.2 * 121.0 / 1_000_000)
+        #expect(policy.verdict(source: s, target: t, density: sparse) == .split(sampleFrom: .source))
+        // 1 % of rows differ: nearly every 500-row range differs, but only ~15 % of its 16-row parts.
+        let onePercent = DescentPolicy.density(differingShare: 0.993, averageRows: 500)
+        #expect(policy.verdict(source: s, target: t, density: onePercent) == .split(sampleFrom: .source))
+        // 10 % of rows differ: a 16-row part differs with probability ~0.8 → compare now.
+        let dense = DescentPolicy.density(differingShare: 0.999, averageRows: 50)
+        #expect(policy.verdict(source: s, target: t, density: dense) == .compareRows)
+        // Small ranges are leaves; larger than bulkLeafRows always split.
+        #expect(policy.verdict(source: RangeChecksum(count: 4, sum: "1"), target: RangeChecksum(count: 3, sum: "1")) == .compareRows)
+        #expect(policy.verdict(source: RangeChecksum(count: 5000, sum: "1"), target: t, density: 1) == .split(sampleFrom: .source))
+        #expect(DescentPolicy.density(differingShare: 0, averageRows: 500) == 0)
+    }
+
+    @Test("keys order integers numerically and before other texts, so the order is total")
+    func totalKeyOrder() {
+        #expect(keyPrecedes(["9"], ["10"]))
+        #expect(keyPrecedes(["10"], ["1a"]))
+        #expect(!keyPrecedes(["1a"], ["9"]))
+        #expect(keyPrecedes(["b", "2"], ["b", "10"]))
+        #expect(!keyPrecedes(["7"], ["7"]))
+    }
+}

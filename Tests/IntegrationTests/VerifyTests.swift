@@ -231,8 +231,13 @@ struct VerifyTests {
         try p.src.execute("INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(1, 3000) i")
         let common = ["--table", "items", "--max-differences", "40"] + p.common
 
-        // An empty target: 3,000 missing rows, of which 40 are listed (the rest never leave the source).
-        let empty = try CDCRProcess.run(["verify", "--json"] + common)
+        // An empty target: 3,000 missing rows, reported as one range without fetching a key.
+        let summarised = try CDCRProcess.run(["verify", "--json"] + common)
+        let s = try #require(firstTable(try JSONParser.parse(summarised.stdout)))
+        #expect(s["missing"]?.int64Value == 3000 && s["unlisted"]?.int64Value == 0 && s["rows_fetched"]?.int64Value == 0, "\(summarised.stdout.prefix(400))")
+        if case let .array(ranges)? = s["ranges"] { #expect(ranges.count == 1 && ranges.first?["rows"]?.int64Value == 3000) } else { Issue.record("no ranges") }
+        // Listed key by key (no summary): 40 are listed, the rest never leave the source.
+        let empty = try CDCRProcess.run(["verify", "--json", "--summarize-rows", "100000"] + common)
         #expect(empty.status == 2, "\(empty.stderr)")
         let e = try #require(firstTable(try JSONParser.parse(empty.stdout)))
         #expect(e["missing"]?.int64Value == 3000 && e["unlisted"]?.int64Value == 2960)

@@ -1,10 +1,16 @@
 /// A key in canonical text form, one entry per primary-key column (see `ComparedColumn.canonicalText`).
 public typealias KeyTexts = [String]
 
-/// Orders keys for reports: integers numerically, other texts as strings, column by column.
+/// Orders keys for reports: integers numerically, other texts as strings, column by column; in a
+/// column holding both, integers first (so the order is total: the spill's merge relies on it).
 public func keyPrecedes(_ a: KeyTexts, _ b: KeyTexts) -> Bool {
     for (x, y) in zip(a, b) where x != y {
-        if let i = Int64(x), let j = Int64(y) { return i < j }
+        switch (Int64(x), Int64(y)) {
+        case let (i?, j?): if i != j { return i < j }
+        case (_?, nil): return true
+        case (nil, _?): return false
+        case (nil, nil): return x < y
+        }
         return x < y
     }
     return a.count < b.count
@@ -21,6 +27,15 @@ public struct KeyRange: Sendable, Equatable, CustomStringConvertible {
     }
 
     public static let all = KeyRange(lo: nil, hi: nil)
+
+    /// Orders ranges by their start (`keyPrecedes`; the unbounded start first), for reports.
+    public func precedes(_ other: KeyRange) -> Bool {
+        switch (lo, other.lo) {
+        case (nil, _): other.lo != nil
+        case (_?, nil): false
+        case let (a?, b?): keyPrecedes(a, b)
+        }
+    }
 
     public var description: String {
         "[\(lo.map { $0.joined(separator: ",") } ?? "-∞"), \(hi.map { $0.joined(separator: ",") } ?? "+∞"))"
@@ -61,14 +76,18 @@ public enum RangeVerdict: Sendable, Equatable {
     case onlyIn(Side)
     /// Small enough to fetch each row's key and hash from both sides and compare them.
     case compareRows
-    /// Too large to fetch: split at keys sampled from `side` (the one with more rows) and compare again.
+    /// Too large to fetch: split at every n-th key of `side` (the one with more rows) and compare again.
     case split(sampleFrom: Side)
 }
 
 /// The tuning of the range descent.
 public struct DescentPolicy: Sendable, Equatable {
     /// A differing range with at most this many rows (on the larger side) is compared row by row.
+    /// Small, so a lone difference costs a few rows fetched, not a whole root range.
     public var leafRows: Int64
+    /// When differences are so dense that most parts of a split would differ too, splitting finds
+    /// little equal: differing ranges up to this many rows are then compared row by row at once.
+    public var bulkLeafRows: Int64
     /// A differing larger range is split into about this many parts.
     public var fanout: Int
     /// Rows per range aimed at by the first split of a whole table.
@@ -76,24 +95,38 @@ public struct DescentPolicy: Sendable, Equatable {
     /// Most ranges in the first split (each is one group in one query).
     public var maxRootRanges: Int
 
-    public init(leafRows: Int64 = 600, fanout: Int = 32, rowsPerRootRange: Int64 = 500, maxRootRanges: Int = 8_192) {
+    public init(leafRows: Int64 = 4, bulkLeafRows: Int64 = 600, fanout: Int = 32,
+                rowsPerRootRange: Int64 = 500, maxRootRanges: Int = 8_192) {
         self.leafRows = leafRows
+        self.bulkLeafRows = max(leafRows, bulkLeafRows)
         self.fanout = fanout
         self.rowsPerRootRange = rowsPerRootRange
         self.maxRootRanges = maxRootRanges
     }
 
-    public func verdict(source: RangeChecksum, target: RangeChecksum) -> RangeVerdict {
+    /// `density`: the estimated share of differing rows (`density(differingShare:averageRows:)`).
+    public func verdict(source: RangeChecksum, target: RangeChecksum, density: Double = 0) -> RangeVerdict {
         if source == target { return .equal }
         if target.count == 0 { return .onlyIn(.source) }
         if source.count == 0 { return .onlyIn(.target) }
-        if max(source.count, target.count) <= leafRows { return .compareRows }
+        let rows = max(source.count, target.count)
+        if rows <= leafRows { return .compareRows }
+        // A part of rows/fanout rows holds no difference with probability (1 − density)^(rows/fanout);
+        // below ½, most parts of a split would differ again: compare the rows now.
+        if rows <= bulkLeafRows && density * Double(rows) / Double(fanout) > 0.693_147_180_559_945 { return .compareRows }
         return .split(sampleFrom: source.count >= target.count ? .source : .target)
+    }
+
+    /// The share of differing rows estimated from one level: `differingShare` of its ranges of
+    /// `averageRows` rows differ, as if each row differed independently: 1 − (1 − d)^n = share.
+    public static func density(differingShare: Double, averageRows: Double) -> Double {
+        guard differingShare > 0, averageRows > 0 else { return 0 }
+        return -SamplingMath.naturalLog(1 - min(differingShare, 0.999)) / averageRows
     }
 
     /// How many ranges to cut a table of about `estimatedRows` into first.
     public func rootRanges(estimatedRows: Int64) -> Int {
-        guard estimatedRows > leafRows else { return 1 }
+        guard estimatedRows > max(leafRows, rowsPerRootRange) else { return 1 }
         return Int(min(Int64(maxRootRanges), max(2, estimatedRows / rowsPerRootRange)))
     }
 

@@ -60,15 +60,7 @@ extension TableVerifier {
             found = try compareRows(found.map(\.key))
             diff.settled = before - found.count
         }
-        found.sort { keyPrecedes($0.key, $1.key) }
-        for d in found.dropFirst(maxListed).map(\.difference) {
-            switch d {
-            case .missing: diff.unlistedMissing += 1
-            case .extra: diff.unlistedExtra += 1
-            case .different: diff.unlistedDifferent += 1
-            }
-        }
-        diff.differences = Array(found.prefix(maxListed))
+        try diff.list(found, atMost: maxListed)
         diff.duration = ContinuousClock.now - started
         return diff
     }

@@ -65,16 +65,9 @@ public final class Repairer {
     /// What would change, from the diff alone.
     public func dryRun(_ diff: TableDiff) -> RepairResult {
         var result = RepairResult(table: diff.source)
-        for (_, d) in diff.differences {
-            switch d {
-            case .missing: result.inserted += 1
-            case .different: result.updated += 1
-            case .extra: if allowDelete { result.deleted += 1 } else { result.keptExtra += 1 }
-            }
-        }
-        result.inserted += diff.unlistedMissing
-        result.updated += diff.unlistedDifferent
-        if allowDelete { result.deleted += diff.unlistedExtra } else { result.keptExtra += diff.unlistedExtra }
+        result.inserted = diff.missing
+        result.updated = diff.different
+        if allowDelete { result.deleted = diff.extra } else { result.keptExtra = diff.extra }
         return result
     }
 
@@ -86,7 +79,7 @@ public final class Repairer {
         var total = RepairResult(table: diff.source)
         var failed: [String: String] = [:]
         while true {
-            progress("repairing \(diff.differences.count) of \(diff.differences.count + diff.unlisted) differing rows")
+            progress("repairing \(diff.listed + diff.rangeMissing + diff.rangeExtra) of \(diff.listed + diff.rangeMissing + diff.rangeExtra + diff.unlisted) differing rows")
             let round = try execute(diff)
             total.inserted += round.inserted; total.updated += round.updated; total.deleted += round.deleted
             total.alreadyEqual += round.alreadyEqual
@@ -119,14 +112,13 @@ public final class Repairer {
         try BookkeepingSchema.install(on: run.target)
         let applier = BatchApplier(conn: run.target, settings: settings, logger: logger)
         var result = RepairResult(table: diff.source)
-        for slice in diff.differences.chunks(of: batchSize) {
-            let batch = Array(slice)
+        func repair(_ keys: [KeyTexts]) throws {
             var attempt = 0
             while true {
                 do {
-                    let r = try run.target.transaction { _ in try repairBatch(batch, pair: pair, applier: applier) }
+                    let r = try run.target.transaction { _ in try repairBatch(keys, pair: pair, applier: applier) }
                     result.merge(r)
-                    break
+                    return
                 } catch {
                     attempt += 1
                     switch ErrorClassifier.classify(error) {
@@ -138,12 +130,34 @@ public final class Repairer {
                 }
             }
         }
+        try diff.differenceBatches(of: batchSize) { try repair($0.map(\.key)) }
+        // A summarised range is copied (or deleted) page by page in key order: each page is a batch
+        // like the listed ones (locks, fresh source rows, ledger, repair log), so undo covers it too.
+        for r in diff.ranges {
+            if r.side == .target && !allowDelete {
+                result.keptExtra += Int(r.rows)
+                continue
+            }
+            try forEachKeyPage(of: r, pair: pair) { try repair($0) }
+        }
         return result
     }
 
-    private func repairBatch(_ batch: [(key: KeyTexts, difference: RowDifference)], pair: TablePair, applier: BatchApplier) throws -> RepairResult {
+    /// The keys of a summarised range, `batchSize` at a time in key order, read from the side that
+    /// has its rows (the source for missing rows, the target for extra ones) as it is now.
+    func forEachKeyPage(of r: RangeDifference, pair: TablePair, _ body: ([KeyTexts]) throws -> Void) throws {
+        let side = VerifySide(r.side, conn: r.side == .source ? run.source : run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil)
+        var after: KeyTexts?
+        while true {
+            let keys = try side.keyPage(in: r.range, after: after, limit: batchSize)
+            guard let last = keys.last else { return }
+            try body(keys)
+            after = last
+        }
+    }
+
+    private func repairBatch(_ keys: [KeyTexts], pair: TablePair, applier: BatchApplier) throws -> RepairResult {
         var result = RepairResult(table: pair.source.name)
-        let keys = batch.map(\.key)
         let rows = RepairRows(pair: pair)
         let before = try rows.lockImages(keys, on: run.target)
         let sourceNow = try rows.sourceRows(keys, on: run.source)
@@ -196,12 +210,13 @@ public final class Repairer {
         return result
     }
 
-    /// Reviewable SQL making the target equal to the source for `diff` (values read from the source now).
-    public func sql(_ diff: TableDiff) throws -> String {
+    /// Reviewable SQL making the target equal to the source for `diff` (values read from the source
+    /// now), passed to `write` a batch at a time.
+    public func sql(_ diff: TableDiff, write: (String) -> Void) throws {
         let pair = try TablePair.resolve(source: diff.source, target: diff.target, only: nil, sourceConn: run.source, targetConn: run.target)
         let rows = RepairRows(pair: pair)
         let table = pair.target
-        var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.differences.count) differing rows\n"
+        var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.listed + diff.rangeMissing + diff.rangeExtra) differing rows\n"
         out += "-- Applying this by hand bypasses cdcr's ledger, version guard and repair log; prefer cdcr repair --execute.\n"
         if unlistedToFix(diff) > 0 { out += "-- \(unlistedToFix(diff)) more differing rows are beyond --max-differences and not in this script.\n" }
         func literal(_ value: String?, _ column: String) -> String {
@@ -209,10 +224,13 @@ public final class Repairer {
             let type = table.columns[table.columnIndex(column)!].sqlType
             return "'" + value.replacingOccurrences(of: "'", with: "''") + "'::" + type
         }
+        func keyTuple(_ key: KeyTexts) -> String {
+            "(" + zip(pair.keyColumns, key).map { literal($1, $0.name) }.joined(separator: ", ") + ")"
+        }
         func whereKey(_ key: KeyTexts) -> String {
             zip(pair.keyColumns, key).map { "\(quoteIdentifier($0.name)) = \(literal($1, $0.name))" }.joined(separator: " AND ")
         }
-        for batch in diff.differences.chunks(of: batchSize) {
+        func statements(_ batch: [ListedDifference]) throws {
             let source = try rows.sourceRows(batch.map(\.key), on: run.source)
             for (key, d) in batch {
                 switch d {
@@ -232,8 +250,25 @@ public final class Repairer {
                         : "-- extra row \(whereKey(key)) kept (--allow-delete deletes it)\n"
                 }
             }
+            write(out)
+            out = ""
         }
-        return out
+        try diff.differenceBatches(of: batchSize, statements)
+        for r in diff.ranges {
+            if r.side == .source {
+                // Rows of another database: one INSERT per row, read page by page.
+                out += "-- \(r.rows) rows only in the source, as one range:\n"
+                try forEachKeyPage(of: r, pair: pair) { keys in try statements(keys.map { ($0, .missing) }) }
+            } else {
+                let keys = "(" + pair.keyColumns.enumerated().map { quoteIdentifier($1.name) + (pair.keyCollateC[$0] ? " COLLATE \"C\"" : "") }
+                    .joined(separator: ", ") + ")"
+                let bounds = [r.range.lo.map { "\(keys) >= \(keyTuple($0))" }, r.range.hi.map { "\(keys) < \(keyTuple($0))" }].compactMap { $0 }
+                let predicate = (bounds.isEmpty ? ["true"] : bounds).joined(separator: " AND ") + (run.options.predicate.map { " AND (\($0))" } ?? "")
+                out += allowDelete ? "-- \(r.rows) rows only in the target, as one range:\nDELETE FROM \(table.name.quoted) WHERE \(predicate);\n"
+                    : "-- \(r.rows) extra rows where \(predicate) kept (--allow-delete deletes them)\n"
+            }
+        }
+        write(out)
     }
 }
 

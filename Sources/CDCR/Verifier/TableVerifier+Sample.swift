@@ -58,7 +58,6 @@ extension TableVerifier {
             _ = try? target.conn.execute("ROLLBACK")
             throw error
         }
-        diff.differences.sort { keyPrecedes($0.key, $1.key) }
         diff.duration = ContinuousClock.now - started
         return diff
     }
@@ -94,7 +93,7 @@ extension TableVerifier {
         diff.targetRows = Int64(t.count)
         diff.rowsFetched = s.count + t.count
         let found = differingKeys(source: s, target: t)
-        var differences = found.missing.map { (key: $0, difference: RowDifference.missing) }
+        var differences: [ListedDifference] = found.missing.map { (key: $0, difference: RowDifference.missing) }
         differences += found.extra.map { (key: $0, difference: RowDifference.extra) }
         differences += try compareRows(found.changed)
         let sampled = Set(s.keys).union(t.keys).count
@@ -102,15 +101,7 @@ extension TableVerifier {
                                     estimate: SampleEstimate(sampled: sampled, differing: differences.count, population: population,
                                                              confidence: options.confidence))
         // The listing stays within --max-differences like a full verify's; the rest is counted.
-        differences.sort { keyPrecedes($0.key, $1.key) }
-        for d in differences.dropFirst(maxListed).map(\.difference) {
-            switch d {
-            case .missing: diff.unlistedMissing += 1
-            case .extra: diff.unlistedExtra += 1
-            case .different: diff.unlistedDifferent += 1
-            }
-        }
-        diff.differences = Array(differences.prefix(maxListed))
+        try diff.list(differences, atMost: maxListed)
     }
 
     /// The threshold under which a uniformly distributed signed 64-bit hash falls with probability

@@ -4,15 +4,22 @@ import Foundation
 import Logging
 
 /// What verify found for one table.
+///
+/// The differing keys are not held in memory: read them with `forEachDifference`,
+/// `differenceBatches(of:)` or `firstDifferences(_:)` (key order) from a spill that keeps at most
+/// one sorted run in memory. Ranges present on one side only, too large to list, are in `ranges`.
 public struct TableDiff: Sendable {
     public let source: TableName
     public let target: TableName
     public let keyNames: [String]
     public var sourceRows: Int64 = 0
     public var targetRows: Int64 = 0
-    /// The differing keys listed, with what differs, in key order of the canonical texts: at most
-    /// `VerifyOptions.maxDifferences`; the rest are only counted in `unlisted…`.
-    public var differences: [(key: KeyTexts, difference: RowDifference)] = []
+    /// The differing keys listed, with what differs: at most `VerifyOptions.maxDifferences`; the
+    /// rest are only counted in `unlisted…`.
+    public internal(set) var spill: DifferenceSpill
+    /// Key ranges whose rows are all on one side, reported by their counts instead of key by key
+    /// (more than `VerifyOptions.summarizeRows` rows); `repair` copies or deletes them range by range.
+    public internal(set) var ranges: [RangeDifference] = []
     /// Differences beyond the listing cap, counted but not kept (memory stays bounded however far
     /// the tables drifted). Different rows among them are counted by row hash.
     public var unlistedMissing = 0, unlistedExtra = 0, unlistedDifferent = 0
@@ -28,11 +35,37 @@ public struct TableDiff: Sendable {
     /// An incremental verify: the changed keys compared, and where they came from (nil: every key).
     public var incremental: IncrementalSummary?
 
-    public var missing: Int { unlistedMissing + differences.count { if case .missing = $0.difference { true } else { false } } }
-    public var extra: Int { unlistedExtra + differences.count { if case .extra = $0.difference { true } else { false } } }
-    public var different: Int { unlistedDifferent + differences.count { if case .different = $0.difference { true } else { false } } }
+    public init(source: TableName, target: TableName, keyNames: [String]) {
+        self.source = source
+        self.target = target
+        self.keyNames = keyNames
+        spill = DifferenceSpill(keyCount: keyNames.count)
+    }
+
+    /// Rows in ranges summarised as only in the source / only in the target.
+    public var rangeMissing: Int { Int(ranges.reduce(Int64(0)) { $0 + ($1.side == .source ? $1.rows : 0) }) }
+    public var rangeExtra: Int { Int(ranges.reduce(Int64(0)) { $0 + ($1.side == .target ? $1.rows : 0) }) }
+
+    public var missing: Int { unlistedMissing + spill.missing + rangeMissing }
+    public var extra: Int { unlistedExtra + spill.extra + rangeExtra }
+    public var different: Int { unlistedDifferent + spill.different }
     public var unlisted: Int { unlistedMissing + unlistedExtra + unlistedDifferent }
-    public var isConsistent: Bool { differences.isEmpty && unlisted == 0 }
+    /// Differing keys listed one by one (not counting `ranges` and `unlisted`).
+    public var listed: Int { spill.count }
+    public var isConsistent: Bool { spill.count == 0 && unlisted == 0 && ranges.isEmpty }
+
+    /// Every listed difference, in key order.
+    public func forEachDifference(_ body: (_ key: KeyTexts, _ difference: RowDifference) throws -> Void) throws {
+        try spill.forEach { try body($0.key, $0.difference) }
+    }
+
+    /// The listed differences in key order, `size` at a time.
+    public func differenceBatches(of size: Int, _ body: ([ListedDifference]) throws -> Void) throws {
+        try spill.forEachBatch(of: size, body)
+    }
+
+    /// The first `n` listed differences in key order.
+    public func firstDifferences(_ n: Int) -> [ListedDifference] { spill.prefix(n) }
 
     /// `{"id":"7"}`: the key as a JSON object of canonical texts (reports, the repair log).
     public func keyJSON(_ key: KeyTexts) -> String { keyJSONObject(names: keyNames, key: key) }
@@ -41,6 +74,22 @@ public struct TableDiff: Sendable {
     public func describe(_ key: KeyTexts) -> String {
         zip(keyNames, key).map { "\($0)=\($1)" }.joined(separator: ", ")
     }
+}
+
+/// A key range whose rows are all on one side: every one is missing (source) or extra (target).
+public struct RangeDifference: Sendable, Equatable {
+    public let range: KeyRange
+    /// The side that has the rows.
+    public let side: Side
+    public let rows: Int64
+
+    public init(range: KeyRange, side: Side, rows: Int64) {
+        self.range = range
+        self.side = side
+        self.rows = rows
+    }
+
+    public var difference: RowDifference { side == .source ? .missing : .extra }
 }
 
 /// `{"id":"7"}`: key column names to the key's canonical texts, as a JSON object.
@@ -63,6 +112,8 @@ public final class TableVerifier {
     let maxListed: Int
     /// False: extra target rows are counted, never listed (see `VerifyOptions.listExtra`).
     let listExtra: Bool
+    /// A run of one-sided ranges with more rows is reported as a range, not key by key.
+    let summarizeRows: Int64
     let progress: (String) -> Void
     let logger: Logger
     /// Rows fetched per statement when comparing whole rows.
@@ -73,11 +124,13 @@ public final class TableVerifier {
     var rangesPerChecksum = 1_024
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
-                floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, listExtra: Bool = true, logger: Logger = Logger(label: "cdcr.verify"),
+                floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, listExtra: Bool = true,
+                summarizeRows: Int64 = VerifyOptions.defaultSummarizeRows, logger: Logger = Logger(label: "cdcr.verify"),
                 progress: @escaping (String) -> Void = { _ in }) {
         self.logger = logger
         self.maxListed = maxListed
         self.listExtra = listExtra
+        self.summarizeRows = summarizeRows
         self.pair = pair
         self.source = source
         self.target = target
@@ -101,14 +154,13 @@ public final class TableVerifier {
             _ = try? target.conn.execute("ROLLBACK")
             throw error
         }
-        if settleSeconds > 0 && !diff.differences.isEmpty {
-            progress("\(diff.differences.count) differing rows; re-checking them in \(settleSeconds) s (--settle)")
+        if settleSeconds > 0 && diff.listed > 0 {
+            progress("\(diff.listed) differing rows; re-checking them in \(settleSeconds) s (--settle)")
             Thread.sleep(forTimeInterval: settleSeconds)
-            let before = diff.differences.count
-            diff.differences = try compareRows(diff.differences.map(\.key))
-            diff.settled = before - diff.differences.count
+            let before = diff.listed
+            diff.spill = try diff.spill.rewritten(batch: rowChunk) { try compareRows($0.map(\.key)) }
+            diff.settled = before - diff.listed
         }
-        diff.differences.sort { keyPrecedes($0.key, $1.key) }
         diff.duration = ContinuousClock.now - started
         return diff
     }
@@ -124,15 +176,21 @@ public final class TableVerifier {
         let rootCount = policy.rootRanges(estimatedRows: estimate)
         var ranges = KeyRange.all.split(at: try rootBoundaries(count: rootCount, estimate: estimate, sampler: se >= te ? source : target))
         trace("sampled \(ranges.count) ranges")
+        let spill = diff.spill
+        // Keys whose hashes differ, compared as whole rows `rowChunk` at a time.
         var candidates: [KeyTexts] = []
-        var missing: [KeyTexts] = [], extra: [KeyTexts] = []
+        func compareCandidates() throws {
+            try spill.append(contentsOf: compareRows(candidates))
+            candidates.removeAll(keepingCapacity: true)
+        }
         // Past `maxListed` keys, differences are counted, not kept.
         var listed = 0
-        func keep(_ keys: [KeyTexts], of total: Int, in list: inout [KeyTexts], unlisted: inout Int, listing: Bool = true) {
+        func keep(_ keys: [KeyTexts], of total: Int, as kind: RowDifference, unlisted: inout Int, listing: Bool = true) throws {
             let n = listing ? min(keys.count, max(0, maxListed - listed)) : 0
-            list += keys.prefix(n)
+            if case .different = kind { candidates += keys.prefix(n) } else { for key in keys.prefix(n) { try spill.append(key, kind) } }
             listed += n
             unlisted += total - n
+            if candidates.count >= rowChunk { try compareCandidates() }
         }
         var level = 0
         while !ranges.isEmpty {
@@ -155,10 +213,12 @@ public final class TableVerifier {
                 diff.targetRows = targetRows
             }
             diff.rangesPerLevel.append(ranges.count)
+            let density = DescentPolicy.density(differingShare: Double(ranges.indices.count { cs[$0] != ct[$0] }) / Double(ranges.count),
+                                                averageRows: Double(max(sourceRows, targetRows)) / Double(ranges.count))
             var leaves: [KeyRange] = [], onlySource: [(KeyRange, Int64)] = [], onlyTarget: [(KeyRange, Int64)] = []
             var splitSource: [(KeyRange, Int64)] = [], splitTarget: [(KeyRange, Int64)] = []
             for (i, range) in ranges.enumerated() {
-                switch policy.verdict(source: cs[i], target: ct[i]) {
+                switch policy.verdict(source: cs[i], target: ct[i], density: density) {
                 case .equal: break
                 case .compareRows: leaves.append(range)
                 case .onlyIn(.source): onlySource.append((range, cs[i].count))
@@ -170,27 +230,31 @@ public final class TableVerifier {
             trace("level \(level) ranges \(ranges.count)")
             progress("level \(level): \(ranges.count) ranges, \(ranges.count - leaves.count - onlySource.count - onlyTarget.count - splitSource.count - splitTarget.count) equal, \(leaves.count + onlySource.count + onlyTarget.count) compared row by row, \(splitSource.count + splitTarget.count) split further")
 
-            // Bounded statements: at most `rangesPerFetch` ranges (≤ 600 rows each, or one-sided) at a time.
+            // Bounded statements: at most `rangesPerFetch` ranges (≤ `bulkLeafRows` rows each, or one-sided) at a time.
             for slice in leaves.chunks(of: rangesPerFetch) {
                 let chunk = Array(slice)
                 let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
                 let found = differingKeys(source: hs, target: ht)
-                keep(found.missing, of: found.missing.count, in: &missing, unlisted: &diff.unlistedMissing)
-                keep(found.extra, of: found.extra.count, in: &extra, unlisted: &diff.unlistedExtra, listing: listExtra)
-                keep(found.changed, of: found.changed.count, in: &candidates, unlisted: &diff.unlistedDifferent)
+                try keep(found.missing, of: found.missing.count, as: .missing, unlisted: &diff.unlistedMissing)
+                try keep(found.extra, of: found.extra.count, as: .extra, unlisted: &diff.unlistedExtra, listing: listExtra)
+                try keep(found.changed, of: found.changed.count, as: .different(columns: []), unlisted: &diff.unlistedDifferent)
                 diff.rowsFetched += hs.count + ht.count
             }
             trace("leaves \(leaves.count)")
-            let sourceOnly = onlySource.chunks(of: rangesPerFetch), targetOnly = onlyTarget.chunks(of: rangesPerFetch)
+            // Runs of one-sided ranges larger than `summarizeRows` are reported as ranges, without a key.
+            let (sourceRuns, targetRuns) = (Self.runs(onlySource), Self.runs(onlyTarget))
+            diff.ranges += sourceRuns.filter { $0.1 > summarizeRows }.map { RangeDifference(range: $0.0, side: .source, rows: $0.1) }
+            diff.ranges += targetRuns.filter { $0.1 > summarizeRows }.map { RangeDifference(range: $0.0, side: .target, rows: $0.1) }
+            let sourceOnly = sourceRuns.filter { $0.1 <= summarizeRows }.chunks(of: rangesPerFetch)
+            let targetOnly = targetRuns.filter { $0.1 <= summarizeRows }.chunks(of: rangesPerFetch)
             for i in 0..<max(sourceOnly.count, targetOnly.count) {
                 let s = i < sourceOnly.count ? Array(sourceOnly[i]) : [], t = i < targetOnly.count ? Array(targetOnly[i]) : []
-                // One-sided ranges can hold a whole table (an empty target): fetch only the keys
-                // that still fit the listing; the checksums already counted the rest.
+                // Fetch only the keys that still fit the listing; the checksums already counted the rest.
                 let room = max(0, maxListed - listed)
                 let extraRoom = listExtra ? room : 0
                 let (ks, kt) = try concurrently({ try source.keys(s.map(\.0), limit: room) }, { try target.keys(t.map(\.0), limit: extraRoom) })
-                keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), in: &missing, unlisted: &diff.unlistedMissing)
-                keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), in: &extra, unlisted: &diff.unlistedExtra, listing: listExtra)
+                try keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), as: .missing, unlisted: &diff.unlistedMissing)
+                try keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), as: .extra, unlisted: &diff.unlistedExtra, listing: listExtra)
                 diff.rowsFetched += ks.count + kt.count
             }
 
@@ -204,17 +268,56 @@ public final class TableVerifier {
             for (i, (range, _)) in splitTarget.enumerated() { ranges += range.split(at: bt[i]) }
             level += 1
         }
+        try compareCandidates()
+        try spill.finish()
+        diff.ranges = Self.merged(diff.ranges.sorted { $0.range.precedes($1.range) })
         // A key can look missing in one range and extra in another when the sides order text keys
         // differently; such keys exist on both sides and are compared as rows.
-        trace("descent done")
-        let extraSet = Set(extra)
-        let both = Set(missing.filter { extraSet.contains($0) })
-        candidates += both
-        var differences = missing.filter { !both.contains($0) }.map { (key: $0, difference: RowDifference.missing) }
-        differences += extra.filter { !both.contains($0) }.map { (key: $0, difference: RowDifference.extra) }
-        differences += try compareRows(candidates)
-        diff.differences = differences
+        if spill.missing > 0 && spill.extra > 0 { try resolveKeysOnBothSides(&diff) }
         trace("rows compared")
+    }
+
+    /// Consecutive ranges (one's end is the next one's start) merged, with their row counts added.
+    static func runs(_ list: [(KeyRange, Int64)]) -> [(KeyRange, Int64)] {
+        var out: [(KeyRange, Int64)] = []
+        for (range, rows) in list {
+            if let last = out.last, let hi = last.0.hi, hi == range.lo {
+                out[out.count - 1] = (KeyRange(lo: last.0.lo, hi: range.hi), last.1 + rows)
+            } else {
+                out.append((range, rows))
+            }
+        }
+        return out
+    }
+
+    /// Summarised ranges of one side that meet (found at different levels) as one range.
+    static func merged(_ sorted: [RangeDifference]) -> [RangeDifference] {
+        var out: [RangeDifference] = []
+        for r in sorted {
+            if let last = out.last, last.side == r.side, let hi = last.range.hi, hi == r.range.lo {
+                out[out.count - 1] = RangeDifference(range: KeyRange(lo: last.range.lo, hi: r.range.hi), side: r.side, rows: last.rows + r.rows)
+            } else {
+                out.append(r)
+            }
+        }
+        return out
+    }
+
+    /// Keys listed both as missing and as extra (adjacent in key order) are compared as rows instead.
+    private func resolveKeysOnBothSides(_ diff: inout TableDiff) throws {
+        var both: [KeyTexts] = []
+        var previous: ListedDifference?
+        try diff.spill.forEach { item in
+            if let p = previous, p.key == item.key, case .missing = p.difference, case .extra = item.difference { both.append(item.key) }
+            previous = item
+        }
+        guard !both.isEmpty else { return }
+        let twice = Set(both)
+        let out = DifferenceSpill(keyCount: pair.keyCount)
+        try diff.spill.forEach { if !twice.contains($0.key) { try out.append($0.key, $0.difference) } }
+        try out.append(contentsOf: compareRows(both))
+        try out.finish()
+        diff.spill = out
     }
 
     private let traceStart = ContinuousClock.now

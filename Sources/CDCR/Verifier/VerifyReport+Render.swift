@@ -9,8 +9,9 @@ extension VerifyReport {
         for t in tables {
             lines.append("\(t.headline)")
             for note in t.notes { lines.append("  note: \(note)") }
-            for (key, d) in t.differences.prefix(limit) { lines.append("  \(d.symbol) \(t.describe(key))\(d.columnsSuffix)") }
-            if t.differences.count > limit { lines.append("  … and \(t.differences.count - limit) more (--limit, or --json for all)") }
+            for r in t.ranges { lines.append("  \(t.describe(r))") }
+            for (key, d) in t.firstDifferences(limit) { lines.append("  \(d.symbol) \(t.describe(key))\(d.columnsSuffix)") }
+            if t.listed > limit { lines.append("  … and \(t.listed - limit) more (--limit, or --json for all)") }
             if t.unlisted > 0 { lines.append("  … and \(t.unlistedNote)") }
         }
         lines.append("total: \(tables.count) table\(tables.count == 1 ? "" : "s"), \(missing) missing, \(extra) extra, \(different) different"
@@ -18,24 +19,40 @@ extension VerifyReport {
         return lines.joined(separator: "\n")
     }
 
-    /// The `--json` report (every differing row).
-    public var json: String {
-        let items = tables.map { t -> String in
-            let rows = t.differences.map { key, d -> String in
-                var fields = ["\"kind\":\(JSONValue.string(d.kind).serialized)",
-                              "\"key\":" + t.keyJSON(key)]
-                if case let .different(columns) = d { fields.append("\"columns\":[" + columns.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]") }
-                return "{" + fields.joined(separator: ",") + "}"
-            }
-            return "{\"table\":\(JSONValue.string(t.source.description).serialized),\"target_table\":\(JSONValue.string(t.target.description).serialized),"
+    /// The `--json` report (every differing row), built in memory: for small reports; `writeJSON`
+    /// streams it. Throws when the spill file cannot be read back.
+    public func json() throws -> String {
+        var out = ""
+        try writeJSON { out += $0 }
+        return out
+    }
+
+    /// The `--json` report, written piece by piece: every differing row is read from the spill and
+    /// passed to `write` without the whole report being held in memory.
+    public func writeJSON(_ write: (String) -> Void) throws {
+        write("{\"consistent\":\(isConsistent),\"tables\":[")
+        for (n, t) in tables.enumerated() {
+            write((n == 0 ? "" : ",") + "{\"table\":\(JSONValue.string(t.source.description).serialized),\"target_table\":\(JSONValue.string(t.target.description).serialized),"
                 + "\"source_rows\":\(t.sourceRows),\"target_rows\":\(t.targetRows),\"missing\":\(t.missing),\"extra\":\(t.extra),\"different\":\(t.different),"
                 + "\"unlisted\":\(t.unlisted),\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
                 + "\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
                 + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]" + t.modeJSON + ","
-                + "\"rows\":[" + rows.joined(separator: ",") + "]}"
+                + "\"ranges\":[" + t.ranges.map { t.rangeJSON($0) }.joined(separator: ",") + "],\"rows\":[")
+            var first = true
+            var chunk = ""
+            try t.forEachDifference { key, d in
+                var fields = ["\"kind\":\(JSONValue.string(d.kind).serialized)", "\"key\":" + t.keyJSON(key)]
+                if case let .different(columns) = d { fields.append("\"columns\":[" + columns.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]") }
+                chunk += (first ? "" : ",") + "{" + fields.joined(separator: ",") + "}"
+                first = false
+                if chunk.utf8.count > 65_536 {
+                    write(chunk)
+                    chunk = ""
+                }
+            }
+            write(chunk + "]}")
         }
-        return "{\"consistent\":\(isConsistent),\"tables\":[" + items.joined(separator: ",") + "],"
-            + "\"total\":{\"missing\":\(missing),\"extra\":\(extra),\"different\":\(different)},\"duration_seconds\":\(seconds(duration))}"
+        write("],\"total\":{\"missing\":\(missing),\"extra\":\(extra),\"different\":\(different)},\"duration_seconds\":\(seconds(duration))}")
     }
 
     /// A Markdown report (`--report FILE.md`).
@@ -49,11 +66,13 @@ extension VerifyReport {
         for t in tables where !t.isConsistent || !t.notes.isEmpty {
             out += "\n## \(t.source)\n\n"
             for note in t.notes { out += "- note: \(note)\n" }
-            if !t.differences.isEmpty { out += "\n```diff\n" }
-            for (key, d) in t.differences.prefix(limit) { out += "\(d.symbol) \(t.describe(key))\(d.columnsSuffix)\n" }
-            if t.differences.count > limit { out += "… and \(t.differences.count - limit) more\n" }
+            let fenced = t.listed > 0 || !t.ranges.isEmpty
+            if fenced { out += "\n```diff\n" }
+            for r in t.ranges { out += t.describe(r) + "\n" }
+            for (key, d) in t.firstDifferences(limit) { out += "\(d.symbol) \(t.describe(key))\(d.columnsSuffix)\n" }
+            if t.listed > limit { out += "… and \(t.listed - limit) more\n" }
             if t.unlisted > 0 { out += "… and \(t.unlistedNote)\n" }
-            if !t.differences.isEmpty { out += "```\n" }
+            if fenced { out += "```\n" }
         }
         return out
     }
@@ -77,8 +96,9 @@ extension VerifyReport {
         out += "</table>"
         for t in tables where !t.isConsistent {
             out += "<h2>\(esc(t.source.description))</h2><pre>"
-            for (key, d) in t.differences.prefix(limit) { out += esc("\(d.symbol) \(t.describe(key))\(d.columnsSuffix)") + "\n" }
-            if t.differences.count > limit { out += "… and \(t.differences.count - limit) more\n" }
+            for r in t.ranges { out += esc(t.describe(r)) + "\n" }
+            for (key, d) in t.firstDifferences(limit) { out += esc("\(d.symbol) \(t.describe(key))\(d.columnsSuffix)") + "\n" }
+            if t.listed > limit { out += "… and \(t.listed - limit) more\n" }
             if t.unlisted > 0 { out += esc("… and \(t.unlistedNote)") + "\n" }
             out += "</pre>"
         }
@@ -87,6 +107,19 @@ extension VerifyReport {
 }
 
 extension TableDiff {
+    /// `- 500000 rows from id=1 to id=500001 (excluded): only in the source`.
+    func describe(_ r: RangeDifference) -> String {
+        let from = r.range.lo.map { "from \(describe($0))" } ?? "from the start"
+        let to = r.range.hi.map { "to \(describe($0)) (excluded)" } ?? "to the end"
+        return "\(r.difference.symbol) \(r.rows) rows \(from) \(to): only in the \(r.side == .source ? "source" : "target") (a range, not listed key by key)"
+    }
+
+    /// `{"kind":"missing","from":{"id":"1"},"to":null,"rows":500000}`.
+    func rangeJSON(_ r: RangeDifference) -> String {
+        "{\"kind\":\(JSONValue.string(r.difference.kind).serialized),\"from\":\(r.range.lo.map(keyJSON) ?? "null"),"
+            + "\"to\":\(r.range.hi.map(keyJSON) ?? "null"),\"rows\":\(r.rows)}"
+    }
+
     var unlistedNote: String {
         "\(unlisted) more not listed (\(unlistedMissing) missing, \(unlistedExtra) extra, \(unlistedDifferent) different by row hash; "
             + "beyond --max-differences: repair --execute fixes them in rounds)"

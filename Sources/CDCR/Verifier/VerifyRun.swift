@@ -15,9 +15,13 @@ public struct VerifyOptions: Sendable {
     public var settleSeconds: Double = 0
     public var policy = DescentPolicy()
     /// Differing rows listed (and repaired per round) at most; beyond, they are counted only, so
-    /// memory stays bounded however far the tables drifted.
+    /// the listing (spilled to disk, see `DifferenceSpill`) stays bounded however far the tables drifted.
     public var maxDifferences = VerifyOptions.defaultMaxDifferences
     public static let defaultMaxDifferences = 100_000
+    /// A run of adjacent key ranges present on one side only, holding more rows than this, is
+    /// reported as one range with its row count instead of key by key (`repair` copies it range by range).
+    public var summarizeRows: Int64 = VerifyOptions.defaultSummarizeRows
+    public static let defaultSummarizeRows: Int64 = 1_000
     /// False counts extra target rows without listing them, so they take no room from the rows a
     /// repair that keeps extra rows (no `--allow-delete`) will fix.
     public var listExtra = true
@@ -106,7 +110,8 @@ public final class VerifyRun {
         let t = VerifySide(.target, conn: target, pair: pair, predicate: options.predicate, floatTolerance: options.floatTolerance)
         try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: target)
         let verifier = TableVerifier(pair: pair, source: s, target: t, policy: options.policy, floatTolerance: options.floatTolerance,
-                                     maxListed: options.maxDifferences, listExtra: options.listExtra, logger: logger, progress: progress)
+                                     maxListed: options.maxDifferences, listExtra: options.listExtra,
+                                     summarizeRows: options.summarizeRows, logger: logger, progress: progress)
         if let sample = options.sample { return try verifier.runSample(sample) }
         if let incremental = options.incremental { return try verifyChanged(pair, incremental, verifier: verifier) }
         return try verifier.run(settleSeconds: options.settleSeconds)

@@ -125,11 +125,14 @@ public final class VerifySide: @unchecked Sendable {
         return (lo, hi)
     }
 
-    /// About `ranges` - 1 keys that cut the table into ranges of similar size, from a block sample.
-    public func rootBoundaries(ranges: Int, estimatedRows: Int64) throws -> [KeyTexts] {
+    /// About `ranges` - 1 keys that cut the table into ranges of similar size: every n-th key of
+    /// the table when it is small (≤ `exactRootRows` rows estimated: one index-order pass), of a
+    /// block sample otherwise (on a few pages a block sample may hold no row at all).
+    public func rootBoundaries(ranges: Int, estimatedRows: Int64, exactRootRows: Int64 = 200_000) throws -> [KeyTexts] {
         guard ranges > 1 else { return [] }
         let wantedSample = Double(ranges) * 32
-        let percent = min(100, max(0.0001, 100 * wantedSample / Double(max(1, estimatedRows))))
+        let exact = estimatedRows <= exactRootRows
+        let percent = exact ? 100 : min(100, max(0.0001, 100 * wantedSample / Double(max(1, estimatedRows))))
         let sampled = Double(estimatedRows) * percent / 100
         let step = max(1, Int64(sampled / Double(ranges)))
         let keys = (0..<pair.keyCount).map { "k\($0)" }
@@ -137,7 +140,7 @@ public final class VerifySide: @unchecked Sendable {
             SELECT \(keys.joined(separator: ", ")) FROM (
                 SELECT \(pair.keyColumns.enumerated().map { "\($1.canonicalText(side)) AS k\($0)" }.joined(separator: ", ")),
                        row_number() OVER (ORDER BY \(keyOrder)) AS rn
-                FROM \(table.name.quoted) t TABLESAMPLE SYSTEM (\(percent)) WHERE true\(whereClause)) s
+                FROM \(table.name.quoted) t\(percent < 100 ? " TABLESAMPLE SYSTEM (\(percent))" : "") WHERE true\(whereClause)) s
             WHERE rn % \(step) = 0 ORDER BY rn
             """)
         return rows.rows.map { $0.map { $0 ?? "" } }
@@ -192,6 +195,24 @@ public final class VerifySide: @unchecked Sendable {
         let (sql, params) = overRanges(ranges, select: canonicalKeys)
         let limited = limit == .max ? sql : "SELECT * FROM (\(sql)) k LIMIT \(limit)"
         return try conn.query(limited, params).rows.map { $0[1...].map { $0 ?? "" } }
+    }
+
+    /// At most `limit` keys of `range` after `after` (nil: from its start), in key order: one page
+    /// of a range that `repair` copies or deletes.
+    public func keyPage(in range: KeyRange, after: KeyTexts?, limit: Int) throws -> [KeyTexts] {
+        var params: [String?] = []
+        func tuple(_ key: KeyTexts) -> String {
+            "(" + zip(key, keyColumns).map { value, c in
+                params.append(value)
+                return "$\(params.count)::\(c.sqlType)"
+            }.joined(separator: ", ") + ")"
+        }
+        var conditions = ["true"]
+        if let lo = range.lo { conditions.append("\(keyTuple) >= \(tuple(lo))") }
+        if let hi = range.hi { conditions.append("\(keyTuple) < \(tuple(hi))") }
+        if let after { conditions.append("\(keyTuple) > \(tuple(after))") }
+        let sql = "SELECT \(canonicalKeys) FROM \(table.name.quoted) t WHERE \(conditions.joined(separator: " AND "))\(whereClause) ORDER BY \(keyOrder) LIMIT \(max(1, limit))"
+        return try conn.query(sql, params).rows.map { $0.map { $0 ?? "" } }
     }
 
     /// The rows of `keys` that exist (and match the predicate), as canonical texts of the compared columns.

@@ -8,7 +8,8 @@ import Foundation
 /// changed rows; prints the time of `cdcr verify` against the time of `SELECT count(*)` on both
 /// tables, measured in the same run (medians of warm runs), checks the result is exact and reports
 /// the verify process's peak RSS; then the time of a sampled verify (`--confidence 0.99 --margin
-/// 0.01`) of the same tables against the full one.
+/// 0.01`) of the same tables against the full one; then the key-type comparison against reladiff
+/// and the large source against an empty target (`VerifyKeyBench`).
 struct VerifyBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "verify",
@@ -23,6 +24,18 @@ struct VerifyBench: ParsableCommand {
 
     @Option(parsing: .unconditional, help: "Measured runs of each side (the median is reported).")
     var runs = 5
+
+    @Option(parsing: .unconditional, help: "Rows per table of the key-type comparison (bigint, text, uuid, composite); 0 skips it.")
+    var keyRows = 1_000_000
+
+    @Option(parsing: .unconditional, help: "Measured cdcr runs per key type (the median is reported).")
+    var keyRuns = 3
+
+    @Option(help: "The reladiff command to compare against on each key type (scripts/bench-verify.sh installs reladiff 0.6.0); empty skips it.")
+    var reladiff = ""
+
+    @Option(parsing: .unconditional, help: "Rows of the source table verified against an empty target (counts, peak RSS); 0 skips it.")
+    var emptyTargetRows = 10_000_000
 
     func run() throws {
         let admin = try PGConnection.connect(target)
@@ -97,6 +110,9 @@ struct VerifyBench: ParsableCommand {
         print(String(format: "full / sampled = %.1f   target ≥ 20", verify / sample))
         print("result exact (20 missing, 1 extra, 100 different): \(exact ? "yes" : "NO")")
         print("peak RSS of verify = \(peakKB / 1024) MB   target ≤ 200 MB")
+        let keys = VerifyKeyBench(src: src, tgt: tgt, urls: urls, rows: keyRows, runs: keyRuns, reladiff: reladiff.isEmpty ? nil : reladiff)
+        if keyRows > 0 { exact = try keys.runAll() && exact }
+        if emptyTargetRows > 0 { exact = try keys.emptyTarget(rows: emptyTargetRows) && exact }
         src.close()
         tgt.close()
         for name in ["cdcr_bench_verify_src", "cdcr_bench_verify_tgt"] { try admin.execute("DROP DATABASE IF EXISTS \(name)") }

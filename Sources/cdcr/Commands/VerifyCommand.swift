@@ -23,6 +23,9 @@ struct CompareOptions: ParsableArguments {
     @Option(parsing: .unconditional, help: "List at most this many differing rows per table (repair fixes them per round); further ones are counted only, so memory stays bounded.")
     var maxDifferences: Int?
 
+    @Option(parsing: .unconditional, help: "A run of key ranges present on one side only with more rows than this is reported as a range with its count, not key by key.")
+    var summarizeRows: Int64?
+
     @Option(parsing: .unconditional, help: ArgumentHelp("Rows per range compared row by row.", visibility: .hidden))
     var leafRows: Int64?
 
@@ -50,6 +53,10 @@ struct CompareOptions: ParsableArguments {
         if let maxDifferences {
             guard maxDifferences >= 1 else { throw ValidationError("--max-differences must be at least 1") }
             o.maxDifferences = maxDifferences
+        }
+        if let summarizeRows {
+            guard summarizeRows >= 0 else { throw ValidationError("--summarize-rows must not be negative") }
+            o.summarizeRows = summarizeRows
         }
         if let leafRows {
             guard leafRows >= 1 else { throw ValidationError("--leaf-rows must be at least 1") }
@@ -105,7 +112,15 @@ struct VerifyCommand: ParsableCommand {
             progress.clear()
             fail(error)
         }
-        print(json ? result.json : result.text(limit: limit))
+        if json {
+            // Streamed: every listed difference, read from the spill, without the report in memory.
+            do {
+                try result.writeJSON { FileHandle.standardOutput.write(Data($0.utf8)) }
+                FileHandle.standardOutput.write(Data("\n".utf8))
+            } catch { fail(error) }
+        } else {
+            print(result.text(limit: limit))
+        }
         if let report {
             let body = report.hasSuffix(".html") ? result.html(limit: limit) : result.markdown(limit: limit)
             do { try body.write(toFile: report, atomically: true, encoding: .utf8) } catch { fail("cannot write --report \(report): \(error)") }
@@ -171,7 +186,7 @@ struct RepairCommand: ParsableCommand {
                 switch mode {
                 case .dryRun: results.append(repairer.dryRun(diff))
                 case .print:
-                    print(try repairer.sql(diff), terminator: "")
+                    try repairer.sql(diff) { print($0, terminator: "") }
                     results.append(repairer.dryRun(diff))
                 case .execute:
                     results.append(try repairer.executeInRounds(diff, verifyAgain: { try run.verify(table) { progress.show("\(table): \($0)") } },
