@@ -126,6 +126,25 @@ struct ReconcileJobTests {
         #expect(kept.reason?.contains("rejected earlier") == true && kept.reason?.contains("alice") == true)
     }
 
+    @Test("a stretch of rows on one side only is one range finding, queued, never repaired row by row")
+    func rangeQueued() throws {
+        let p = try ReconcilePair(rows: 5_000)
+        defer { p.close() }
+        try p.tgt.execute("DELETE FROM public.items WHERE id BETWEEN 1001 AND 4000")
+        let o = try p.run(try p.job())
+        #expect(o.status == .drift && o.counts.autoRepaired == 0 && o.counts.queued >= 1)
+        #expect(try Expect.count(p.tgt, "SELECT count(*) FROM public.items") == 2_000, "nothing repaired")
+        let ranges = try p.discrepancies().filter { $0.keyText.hasPrefix("range:") }
+        let range = try #require(ranges.first)
+        #expect(range.kind == .missing && range.rowKeyJSON == nil && range.resolution == .queued)
+        // Its rows, and any listed edges, add up to exactly the missing stretch.
+        let listed = try p.discrepancies().filter { !$0.keyText.hasPrefix("range:") }.count
+        let inRanges = ranges.map { r in
+            ((try? JSONParser.parse(r.sourceValuesJSON ?? ""))?["rows"]?.int64Value) ?? 0
+        }.reduce(0, +)
+        #expect(inRanges + Int64(listed) == 3_000, "\(ranges.map(\.digest)) + \(listed) listed")
+    }
+
     @Test("newest-wins leaves a target row that is newer and reports it, and repairs one that is older")
     func newestWins() throws {
         var p = try ReconcilePair()

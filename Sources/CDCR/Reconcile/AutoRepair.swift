@@ -37,7 +37,7 @@ struct AutoRepair {
         result.repairRunID = repairer.runID
         let outcome: RepairResult
         do {
-            outcome = try repairer.execute(VerifyFindings.repairDiff(like: diff, rows: rows))
+            outcome = try repairer.execute(try VerifyFindings.repairDiff(like: diff, rows: rows))
         } catch {
             // Batches committed before the failure (a budget's statement timeout, a lost
             // connection) are in the repair log: their discrepancies are recorded as repaired,

@@ -90,14 +90,15 @@ public final class KeyRepair {
         let diff = try verifier.runKeys(unique)
         var result = KeyRepairResult(table: source, runID: runID, summary: RepairResult(table: source))
         var logged: [KeyTexts: String] = [:]
-        if !diff.differences.isEmpty {
+        let listed = try VerifyFindings.rows(of: diff)
+        if !listed.isEmpty {
             try BookkeepingSchema.install(on: run.target)
             let before = try run.target.query("SELECT coalesce(max(id), 0)::text FROM cdcr.repair_log").scalar ?? "0"
             result.summary = try repairer.execute(diff)
             logged = try loggedActions(pair, after: before)
         }
         let failed = Dictionary(result.summary.failed.map { ($0.key, $0.reason) }, uniquingKeysWith: { a, _ in a })
-        let differing = Dictionary(diff.differences.map { ($0.key, $0.difference) }, uniquingKeysWith: { a, _ in a })
+        let differing = Dictionary(listed.map { ($0.key, $0.difference) }, uniquingKeysWith: { a, _ in a })
         var outcomeOf: [KeyTexts: KeyRepairOutcome] = [:]
         for key in unique {
             let outcome: KeyRepairOutcome

@@ -176,7 +176,7 @@ public final class ReconcileJobRun {
     func compare(_ table: TableName, verify: VerifyRun, runID: String, store: PGConnection) throws {
         try limitStatements(verify)
         let diff = try verify.verify(table)
-        let rows = VerifyFindings.rows(of: diff)
+        let rows = try VerifyFindings.rows(of: diff)
         let policy = settings.reconcile.policy(for: table)
         let pair = try TablePair.resolve(source: diff.source, target: diff.target, only: nil, sourceConn: verify.source, targetConn: verify.target)
         let column = try newestColumn(policy, pair: pair)
@@ -194,6 +194,7 @@ public final class ReconcileJobRun {
         let recorded = try ReconcileStore.record(findings, runID: runID, on: store)
         counts.found += findings.count
         counts.newFound += recorded.new
+        try recordRanges(diff, policy: policy, runID: runID, store: store)
         // Only rows still open are decided again; queued and approved ones wait for a person, and
         // one a person rejected before (same target row) is kept.
         let open = try ReconcileStore.openIDs(recorded.ids, on: store)
@@ -207,10 +208,26 @@ public final class ReconcileJobRun {
         }
         let candidates = undecided.map { rows[$0] }
         let plan = ConflictPolicy.plan(candidates, policy: policy, repair: job.repair, tableRows: max(diff.sourceRows, diff.targetRows),
-                                       unlisted: diff.unlisted, targetNewer: { newer.indices.contains($0) && newer[$0] })
+                                       unlisted: diff.unlisted + diff.rangeMissing + diff.rangeExtra, targetNewer: { newer.indices.contains($0) && newer[$0] })
         try record(plan, candidates: candidates, ids: undecided.map { recorded.ids[$0] }, diff: diff, policy: policy, verify: verify, store: store)
-        // With rows only counted, a row not listed this time may still differ: nothing is resolved.
-        if diff.unlisted == 0 { covered.append(([diff.target], [.missing, .extra, .different], nil)) }
+        // With rows only counted or summarised in ranges, a row not listed this time may still
+        // differ: nothing is resolved.
+        if diff.unlisted == 0 && diff.ranges.isEmpty { covered.append(([diff.target], [.missing, .extra, .different], nil)) }
+    }
+
+    /// Records verify's one-sided ranges and queues the open ones: a stretch of rows on one side
+    /// only is mass drift whatever the policy, for a person to look at.
+    func recordRanges(_ diff: TableDiff, policy: TablePolicy, runID: String, store: PGConnection) throws {
+        let findings = VerifyFindings.ranges(of: diff)
+        guard !findings.isEmpty else { return }
+        let recorded = try ReconcileStore.record(findings, runID: runID, on: store)
+        counts.found += findings.count
+        counts.newFound += recorded.new
+        let open = try ReconcileStore.openIDs(recorded.ids, on: store)
+        let queued = recorded.ids.filter(open.contains)
+        try ReconcileStore.resolve(queued, as: .queued, policy: policy.policy.rawValue,
+                                   reason: "a range of rows on one side only (mass drift): review it, then cdcr repair copies it page by page", on: store)
+        counts.queued += queued.count
     }
 
     /// The `newest-wins` column, resolved on both sides (nil for other policies).

@@ -19,21 +19,40 @@ struct RowFinding: Sendable {
     }
 }
 
-/// The one place reconcile reads and builds verify's `TableDiff.differences` (how a diff holds its
-/// differing rows may change; only this file then changes with it).
+/// The one place reconcile reads and builds verify's differences (a diff keeps its listed rows in
+/// a `DifferenceSpill` and one-sided stretches as `ranges`; only this file knows).
 enum VerifyFindings {
-    /// The differing rows verify listed for the table.
-    static func rows(of diff: TableDiff) -> [RowFinding] {
-        diff.differences.map { RowFinding(key: $0.key, difference: $0.difference) }
+    /// The differing rows verify listed for the table, in key order. Bounded by verify's
+    /// `maxDifferences`; the rest are counted in `unlisted` or summarised in `ranges`.
+    static func rows(of diff: TableDiff) throws -> [RowFinding] {
+        var out: [RowFinding] = []
+        out.reserveCapacity(diff.listed)
+        try diff.forEachDifference { key, difference in out.append(RowFinding(key: key, difference: difference)) }
+        return out
+    }
+
+    /// Verify's one-sided ranges as findings: one per range, keyed by its bounds (so the same
+    /// stretch is followed across runs), its row count in the digest. Never repaired row by row:
+    /// they are mass drift by nature, for a person and `cdcr repair` (which copies ranges page by page).
+    static func ranges(of diff: TableDiff) -> [Finding] {
+        diff.ranges.map { r in
+            let bounds = JSONValue.array([r.range.lo.map { .array($0.map(JSONValue.string)) } ?? .null,
+                                          r.range.hi.map { .array($0.map(JSONValue.string)) } ?? .null])
+            var f = Finding(table: diff.source, targetTable: diff.target, rowKeyJSON: nil, keyText: "range:" + bounds.serialized,
+                            kind: r.side == .source ? .missing : .extra)
+            f.digest = diff.describe(r)
+            f.sourceValuesJSON = diff.rangeJSON(r)
+            return f
+        }
     }
 
     /// A diff holding only `rows`, for `Repairer.execute` to fix (nothing unlisted: the rows to
     /// repair were chosen one by one).
-    static func repairDiff(like diff: TableDiff, rows: [RowFinding]) -> TableDiff {
+    static func repairDiff(like diff: TableDiff, rows: [RowFinding]) throws -> TableDiff {
         var out = TableDiff(source: diff.source, target: diff.target, keyNames: diff.keyNames)
         out.sourceRows = diff.sourceRows
         out.targetRows = diff.targetRows
-        out.differences = rows.map { (key: $0.key, difference: $0.difference) }
+        try out.list(rows.map { (key: $0.key, difference: $0.difference) }, atMost: rows.count)
         return out
     }
 }
