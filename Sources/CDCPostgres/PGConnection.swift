@@ -26,9 +26,11 @@ public struct PGRows: Sendable {
 /// exactly once and forgets the pointer. Every `PGresult` is cleared before the call that produced it
 /// returns. libpq forbids concurrent use of one `PGconn`, so every call holds `lock`.
 public final class PGConnection: @unchecked Sendable {
-    // @unchecked Sendable: the only mutable state is `handle`, and every access to it is under `lock`.
+    // @unchecked Sendable: the only mutable state is `handle` and `trips`, and every access to them
+    // is under `lock`.
     private let lock = Mutex<Void>(())
     private var handle: OpaquePointer?
+    var trips = 0  // see `roundTrips`
 
     private init(handle: OpaquePointer) { self.handle = handle }
 
@@ -64,6 +66,12 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
+    /// How many times this connection has sent something and waited for the server's answer: one per
+    /// `query`/`execute`, two per `copyIn` (the COPY's start, then its data), one plus one per COPY for
+    /// a `script`, one per `pipeline`. Each is a wake-up of the backend and then of the caller; on a
+    /// busy machine each waits for a core, which is why the applier counts them.
+    public var roundTrips: Int { lock.withLock { _ in trips } }
+
     /// True while libpq considers the connection usable.
     public var isHealthy: Bool {
         lock.withLock { _ in handle.map { PQstatus($0) == CONNECTION_OK } ?? false }
@@ -73,6 +81,7 @@ public final class PGConnection: @unchecked Sendable {
     @discardableResult
     public func query(_ sql: String, _ params: [String?] = []) throws(PGError) -> PGRows {
         try withHandle { conn throws(PGError) in
+            trips += 1
             let result = withCStrings(params) { ptrs in
                 PQexecParams(conn, sql, Int32(params.count), nil, ptrs, nil, nil, 0)
             }
@@ -83,7 +92,10 @@ public final class PGConnection: @unchecked Sendable {
     /// Runs one or more statements without parameters (DDL scripts, BEGIN/COMMIT).
     @discardableResult
     public func execute(_ sql: String) throws(PGError) -> PGRows {
-        try withHandle { conn throws(PGError) in try consume(PQexec(conn, sql), conn: conn) }
+        try withHandle { conn throws(PGError) in
+            trips += 1
+            return try consume(PQexec(conn, sql), conn: conn)
+        }
     }
 
     /// `COPY ... FROM STDIN` with `data` already encoded in the COPY format the statement names.
@@ -91,6 +103,7 @@ public final class PGConnection: @unchecked Sendable {
     @discardableResult
     public func copyIn(_ sql: String, data: [UInt8]) throws(PGError) -> Int {
         try withHandle { conn throws(PGError) in
+            trips += 2
             guard let start = PQexec(conn, sql) else { throw lost(conn) }
             let status = PQresultStatus(start)
             if status != PGRES_COPY_IN {
@@ -98,18 +111,7 @@ public final class PGConnection: @unchecked Sendable {
                 throw PGError(sqlState: nil, message: "statement did not start COPY FROM STDIN")
             }
             PQclear(start)
-            var sendFailed = false
-            data.withUnsafeBytes { raw in
-                let chunk = 1 << 20
-                var offset = 0
-                while offset < raw.count {
-                    let n = min(chunk, raw.count - offset)
-                    let base = raw.baseAddress!.advanced(by: offset).assumingMemoryBound(to: CChar.self)
-                    if PQputCopyData(conn, base, Int32(n)) != 1 { sendFailed = true; return }
-                    offset += n
-                }
-            }
-            if sendFailed || PQputCopyEnd(conn, nil) != 1 { throw lost(conn) }
+            if !sendCopyData(data, conn: conn) || PQputCopyEnd(conn, nil) != 1 { throw lost(conn) }
             var copied = 0
             var firstError: PGError?
             while let result = PQgetResult(conn) {
@@ -133,6 +135,7 @@ public final class PGConnection: @unchecked Sendable {
     @discardableResult
     public func copyOut(_ sql: String, _ onRow: (UnsafeRawBufferPointer) throws -> Void) throws -> Int {
         let (rows, callbackError) = try withHandle { conn throws(PGError) -> (Int, (any Error)?) in
+            trips += 1
             guard let start = PQexec(conn, sql) else { throw lost(conn) }
             if PQresultStatus(start) != PGRES_COPY_OUT {
                 _ = try consume(start, conn: conn)
@@ -182,7 +185,8 @@ public final class PGConnection: @unchecked Sendable {
 
     // MARK: - Internals
 
-    private func withHandle<T>(_ body: (OpaquePointer) throws(PGError) -> T) throws(PGError) -> T {
+    /// Runs `body` with the handle, holding `lock` (so `body` may touch `trips`).
+    func withHandle<T>(_ body: (OpaquePointer) throws(PGError) -> T) throws(PGError) -> T {
         try lock.withLock { _ throws(PGError) -> T in
             guard let conn = handle else {
                 throw PGError(sqlState: nil, message: "connection is closed", connectionLost: true)
@@ -191,13 +195,13 @@ public final class PGConnection: @unchecked Sendable {
         }
     }
 
-    private func lost(_ conn: OpaquePointer) -> PGError {
+    func lost(_ conn: OpaquePointer) -> PGError {
         let message = String(cString: PQerrorMessage(conn)).trimmingTrailingNewlines
         return PGError(sqlState: nil, message: message.isEmpty ? "connection lost" : message, connectionLost: true)
     }
 
     /// Converts a result into rows or an error, and clears it.
-    private func consume(_ result: OpaquePointer?, conn: OpaquePointer) throws(PGError) -> PGRows {
+    func consume(_ result: OpaquePointer?, conn: OpaquePointer) throws(PGError) -> PGRows {
         guard let result else { throw lost(conn) }
         defer { PQclear(result) }
         switch PQresultStatus(result) {
@@ -237,7 +241,7 @@ public final class PGConnection: @unchecked Sendable {
 }
 
 /// Calls `body` with a C array of C strings (nil entries stay NULL), valid only during the call.
-private func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+func withCStrings<R>(_ strings: [String?], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
     if strings.isEmpty { return body(nil) }
     var owned: [UnsafeMutablePointer<CChar>?] = strings.map { s in s.map { strdup($0)! } }
     defer { for p in owned { free(p) } }

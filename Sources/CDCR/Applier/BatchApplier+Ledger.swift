@@ -11,6 +11,9 @@ struct LedgerClaim {
 }
 
 extension BatchApplier {
+    /// The claim's COPY: the batch's `LedgerRows` straight into the ledger.
+    static let ledgerCopy = "COPY cdcr.ledger (change_id, table_name, outcome, full_change_id) FROM STDIN"
+
     /// Records every change ID of the batch in the ledger up front. A concurrent transaction claiming
     /// the same ID (a replay) makes this one wait for it, so a change is applied by exactly one of them.
     ///
@@ -24,7 +27,7 @@ extension BatchApplier {
         if !expectDuplicates {
             try conn.execute("SAVEPOINT cdcr_claim")
             do {
-                try conn.copyIn("COPY cdcr.ledger (change_id, table_name, outcome, full_change_id) FROM STDIN", data: rows.data)
+                try conn.copyIn(Self.ledgerCopy, data: rows.data)
                 try conn.execute("RELEASE SAVEPOINT cdcr_claim")
                 return LedgerClaim(claimed: rows.first)
             } catch {
@@ -96,16 +99,26 @@ extension BatchApplier {
     /// A unique violation and any other refusal that is not the connection or the server's state
     /// (a value the ledger cannot hold) are the claim's to handle; anything else goes up.
     private func rethrowUnlessPermanent(_ error: any Error) throws {
-        if (error as? PGError)?.sqlState == "23505" { return }
-        switch ErrorClassifier.classify(error) {
-        case .poison: return
-        default: throw error
-        }
+        if !Self.isClaimRefusal(error) { throw error }
+    }
+
+    /// See `rethrowUnlessPermanent`.
+    static func isClaimRefusal(_ error: any Error) -> Bool {
+        if (error as? PGError)?.sqlState == "23505" { return true }
+        if case .poison = ErrorClassifier.classify(error) { return true }
+        return false
     }
 
     /// Marks stale changes as such and removes the claims of dead-lettered ones (not applied, so a
     /// corrected re-send can still apply). Both are rare, so this is usually no statement at all.
     func settleLedger(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?], claimed: [Bool]) throws {
+        for (sql, params) in Self.settleStatements(items, outcomes: outcomes, claimed: claimed) { try conn.query(sql, params) }
+    }
+
+    /// The statements of `settleLedger`, for a caller that sends them itself (pipelined with the
+    /// COMMIT, see `applyFused`).
+    static func settleStatements(_ items: [Result<DecodedMessage, PoisonError>], outcomes: [EventOutcome?],
+                                 claimed: [Bool]) -> [(sql: String, params: [String?])] {
         var stale: [String] = []
         var dropped: [String] = []
         for (i, outcome) in outcomes.enumerated() {
@@ -119,11 +132,13 @@ extension BatchApplier {
             let stored = BookkeepingKey.stored(event.changeID)
             if isStale { stale.append(stored) } else { dropped.append(stored) }
         }
+        var statements: [(sql: String, params: [String?])] = []
         if !stale.isEmpty {
-            try conn.query("UPDATE cdcr.ledger SET outcome = 's' WHERE change_id = ANY($1::text[])", [pgArrayLiteral(stale)])
+            statements.append(("UPDATE cdcr.ledger SET outcome = 's' WHERE change_id = ANY($1::text[])", [pgArrayLiteral(stale)]))
         }
         if !dropped.isEmpty {
-            try conn.query("DELETE FROM cdcr.ledger WHERE change_id = ANY($1::text[])", [pgArrayLiteral(dropped)])
+            statements.append(("DELETE FROM cdcr.ledger WHERE change_id = ANY($1::text[])", [pgArrayLiteral(dropped)]))
         }
+        return statements
     }
 }

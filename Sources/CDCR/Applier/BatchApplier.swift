@@ -12,23 +12,27 @@ import Logging
 /// Not thread-safe: one applier per connection, used from the thread that owns the connection.
 public final class BatchApplier {
     public let conn: PGConnection
-    private let catalog: Catalog
-    private let settings: Settings
+    let catalog: Catalog
+    let settings: Settings
     private let logger: Logger
     private var statements: [TableName: (TargetTable, StageStatements)] = [:]
     /// The last ledger claim met IDs already there (a redelivery, a replay): claim the next batch
     /// with the path that skips them.
     var expectDuplicates = false
+    /// Per table: batches left before an insert-only batch is tried the cheap way again
+    /// (`StageStatements.insertNew`, see `applyFused`).
+    var insertOnlyPause: [TableName: Int] = [:]
     /// Time spent per phase of the last batch (debug logging, benchmarks).
     public private(set) var phases: [(String, Duration)] = []
     private var phaseStart = ContinuousClock.now
+    private var roundTripsAtStart = 0
 
     /// Phase timings as `name=12ms …`, for a debug log line.
     public static func describe(_ phases: [(String, Duration)]) -> String {
         phases.map { "\($0.0)=\(Int($0.1.seconds * 1000))ms" }.joined(separator: " ")
     }
 
-    private func mark(_ name: String) {
+    func mark(_ name: String) {
         let now = ContinuousClock.now
         phases.append((name, now - phaseStart))
         phaseStart = now
@@ -52,6 +56,7 @@ public final class BatchApplier {
                       isolateUnclear: Bool = false) throws -> [EventOutcome] {
         startPhases()
         do {
+            if !dryRun, let prepared, let outcomes = try applyFused(items, prepared: prepared) { return outcomes }
             let outcomes = try inTransaction(dryRun: dryRun) { try run(items, prepared: prepared, isolated: false) }
             mark("commit")
             return outcomes
@@ -94,7 +99,12 @@ public final class BatchApplier {
     private func startPhases() {
         phases.removeAll(keepingCapacity: true)
         phaseStart = .now
+        roundTripsAtStart = conn.roundTrips
     }
+
+    /// Statement round trips to the target since the last batch started (`PGConnection.roundTrips`):
+    /// four for the usual batch of one table (see `applyFused`).
+    public var roundTrips: Int { conn.roundTrips - roundTripsAtStart }
 
     /// After a failed set-based attempt: rethrows anything but a poison refusal; for that, forgets
     /// cached tables and statements (a DDL change may be the cause) and runs `isolated`, which applies
@@ -268,19 +278,25 @@ public final class BatchApplier {
             try conn.execute(sql.prepare)
             try conn.copyIn(sql.copy, data: data)
             mark("stage_copy")
-            var lost = Set<Int>()
-            for r in try conn.query(sql.guardSQL, [table.name.description]).rows { if let i = Int(r[0] ?? "") { lost.insert(i) } }
+            let lost = try conn.query(sql.guardSQL)
             mark("guard")
-            try conn.query(anyKeep ? sql.mergeKeeping : sql.merge, [pgArrayLiteral(lost.map(String.init))])
+            try conn.query(anyKeep ? sql.mergeKeeping : sql.merge)
             mark("merge")
-            for (idx, row) in rows.enumerated() {
-                let outcome: EventOutcome = lost.contains(idx) ? .stale : .applied
-                for m in row.members { outcomes[m] = outcome }
-            }
+            Self.record(rows, lost: lost, into: &outcomes)
         }
     }
 
-    private func stageStatements(for table: TargetTable) -> StageStatements {
+    /// Marks each staged row's members applied, or stale when the guard returned the row as a loser.
+    static func record(_ rows: [StagedRow], lost: PGRows, into outcomes: inout [EventOutcome?]) {
+        var losers = Set<Int>()
+        for r in lost.rows { if let i = Int(r[0] ?? "") { losers.insert(i) } }
+        for (idx, row) in rows.enumerated() {
+            let outcome: EventOutcome = losers.contains(idx) ? .stale : .applied
+            for m in row.members { outcomes[m] = outcome }
+        }
+    }
+
+    func stageStatements(for table: TargetTable) -> StageStatements {
         if let (cached, sql) = statements[table.name], cached == table { return sql }
         let sql = StageStatements(table)
         statements[table.name] = (table, sql)

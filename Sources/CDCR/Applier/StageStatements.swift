@@ -1,18 +1,38 @@
 import CDCCore
+import CDCPostgres
 
 /// The SQL that applies a batch's staged rows to one target table, set-based:
-/// COPY into a temp stage → version guard on `cdcr.row_versions` (which returns the losers) → MERGE
-/// of the other staged rows into the table.
-/// Built only from catalog identifiers, always quoted; values travel as COPY data.
+/// COPY into a temp stage → version guard on `cdcr.row_versions` (which marks the losers in the
+/// stage and returns them) → MERGE of the other staged rows into the table.
+/// Built only from catalog identifiers, always quoted; values travel as COPY data. No statement
+/// takes a parameter or depends on an earlier one's result, so they can run as one `script`.
 struct StageStatements {
     /// The temp stage table's name (unquoted identifier of hex digits; safe in SQL as it is).
     let stage: String
+    /// Creates the stage (once per session) and empties it (it may hold an isolation attempt's rows).
+    let create: String
+    let empty: String
+    /// Both, for `execute`.
     let prepare: String
     let copy: String
     let guardSQL: String
-    /// Both MERGEs take the guard's losers as `$1` (an `int[]` of stage indexes) and skip them.
+    /// Both MERGEs skip the rows the guard marked as losers.
     let merge: String
     let mergeKeeping: String
+
+    /// For a stage of upserts only (no delete): the version rows and the target rows as plain
+    /// INSERTs, in one statement. Cheaper than the guard's upsert and the MERGE's join, and the same
+    /// when no key is in `cdcr.row_versions` or the table yet (the MERGE would insert every row, with
+    /// the stage's NULL for a column the event lacks, as here); when one is, it fails with a unique
+    /// violation (23505) and the batch is redone the usual way (see `BatchApplier.applyFused`).
+    let insertNew: String
+
+    /// Every statement up to the MERGE (or `insertNew`), one each: what `BatchApplier` sends as one
+    /// script. The guard's (or `insertNew`'s) result is the fourth.
+    func steps(data: [UInt8], anyKeep: Bool, insertOnly: Bool = false) -> [PGStep] {
+        let apply: [PGStep] = insertOnly ? [.sql(insertNew)] : [.sql(guardSQL), .sql(anyKeep ? mergeKeeping : merge)]
+        return [.sql(create), .sql(empty), .copyIn(copy, data: data)] + apply
+    }
 
     init(_ table: TargetTable) {
         let cols = table.columns
@@ -20,10 +40,9 @@ struct StageStatements {
         let stage = "cdcr_stage_" + fnv1a64Hex(signature)
         self.stage = stage
         let columnDefs = cols.map { "\(quoteIdentifier($0.name)) \($0.sqlType)" }.joined(separator: ", ")
-        prepare = """
-            CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op "char", _cdcr_version bigint, _cdcr_keep int[], \(columnDefs)) ON COMMIT DELETE ROWS;
-            DELETE FROM \(stage);
-            """
+        create = "CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op \"char\", _cdcr_version bigint, _cdcr_keep int[], _cdcr_lost boolean, \(columnDefs)) ON COMMIT DELETE ROWS"
+        empty = "DELETE FROM \(stage)"
+        prepare = create + ";\n" + empty
         let colList = cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         copy = "COPY \(stage) (_cdcr_idx, _cdcr_op, _cdcr_version, _cdcr_keep, \(colList)) FROM STDIN"
 
@@ -33,15 +52,19 @@ struct StageStatements {
         // to the stage); a delete leaves a tombstone version so late inserts cannot resurrect it.
         // A change without a version (a repair from the source of truth, a versionless event) always
         // applies and leaves the stored version as it was, so late older changes stay stale.
+        // The losers are marked in the stage (`_cdcr_lost`), so the MERGE needs nothing from this statement's
+        // result and can follow it in the same script. The table's name is a literal here: it is the
+        // catalog's (resolved, like the identifiers around it), never a value from an event.
         guardSQL = """
             WITH won AS (
                 INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
-                SELECT $1, \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2
+                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2
                 ON CONFLICT (table_name, row_key) DO UPDATE
                     SET version = coalesce(EXCLUDED.version, rv.version), deleted = EXCLUDED.deleted, updated_at = now()
                     WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
                 RETURNING rv.row_key)
-            SELECT s._cdcr_idx FROM \(stage) s WHERE s._cdcr_op <> 'x' AND NOT EXISTS (SELECT FROM won WHERE won.row_key = \(keyExpr))
+            UPDATE \(stage) s SET _cdcr_lost = true WHERE s._cdcr_op <> 'x' AND NOT EXISTS (SELECT FROM won WHERE won.row_key = \(keyExpr))
+            RETURNING s._cdcr_idx
             """
 
         let on = table.primaryKey.map { "t.\(quoteIdentifier(cols[$0].name)) = s.\(quoteIdentifier(cols[$0].name))" }.joined(separator: " AND ")
@@ -55,7 +78,7 @@ struct StageStatements {
             let matched = nonKey.isEmpty ? "WHEN MATCHED THEN DO NOTHING" : "WHEN MATCHED THEN UPDATE SET \(set)"
             return """
                 MERGE INTO \(table.name.quoted) t
-                USING (SELECT s.* FROM \(stage) s LEFT JOIN unnest($1::int[]) AS lost(idx) ON lost.idx = s._cdcr_idx WHERE lost.idx IS NULL AND s._cdcr_op <> 'x') s
+                USING (SELECT s.* FROM \(stage) s WHERE s._cdcr_op <> 'x' AND s._cdcr_lost IS NULL) s
                 ON \(on)
                 WHEN MATCHED AND s._cdcr_op = 'd' THEN DELETE
                 \(matched)
@@ -64,6 +87,12 @@ struct StageStatements {
         }
         merge = mergeSQL(keeping: false)
         mergeKeeping = mergeSQL(keeping: true)
+        insertNew = """
+            WITH versions AS (
+                INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted)
+                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, false FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2)
+            INSERT INTO \(table.name.quoted) (\(colList)) SELECT \(insertValues) FROM \(stage) s WHERE s._cdcr_op <> 'x'
+            """
     }
 }
 

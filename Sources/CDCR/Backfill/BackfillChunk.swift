@@ -151,7 +151,7 @@ struct ChunkWriter {
     }
 
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
-        let losers = try conn.query(sql.stage.guardSQL, [targetName.description]).rows.compactMap { $0[0] }
+        let losers = try conn.query(sql.stage.guardSQL).rows.compactMap { $0[0] }
         phases.mark("guard")
         let lost = pgArrayLiteral(losers)
         let won = try conn.query(sql.winnerCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
@@ -160,7 +160,7 @@ struct ChunkWriter {
             let l = try conn.query(sql.loserCounts, [lost]).rows[0].map { Int64($0 ?? "0") ?? 0 }
             outcome.counts.skipped += l[0]
         }
-        try conn.query(sql.table.targetOnly.isEmpty ? sql.stage.merge : sql.stage.mergeKeeping, [lost])
+        try conn.query(sql.table.targetOnly.isEmpty ? sql.stage.merge : sql.stage.mergeKeeping)
         phases.mark("merge")
         outcome.counts.updated += won[0]
         outcome.counts.inserted += won[1] - won[0]

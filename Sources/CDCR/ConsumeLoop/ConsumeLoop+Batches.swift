@@ -24,6 +24,8 @@ extension ConsumeLoop {
         let outcomes: [EventOutcome]
         let committedAt: Date
         let phases: [(String, Duration)]
+        /// Statement round trips the batch took to the target (debug logging).
+        let roundTrips: Int
     }
 
     /// Decodes everything pending and hands it to the apply thread as soon as the batch before it is
@@ -81,7 +83,8 @@ extension ConsumeLoop {
            case let .deadLettered(p) = outcomes[i] {
             throw HaltError(position: position(job.batch[i]), poison: p)
         }
-        return FinishedBatch(job: job, outcomes: outcomes, committedAt: committedAt, phases: logger.logLevel <= .debug ? applier?.phases ?? [] : [])
+        return FinishedBatch(job: job, outcomes: outcomes, committedAt: committedAt, phases: logger.logLevel <= .debug ? applier?.phases ?? [] : [],
+                             roundTrips: applier?.roundTrips ?? 0)
     }
 
     /// Dead-letters a finished batch's poison events, then commits its offsets and counts it.
@@ -120,7 +123,7 @@ extension ConsumeLoop {
         let took = ContinuousClock.now - job.started
         if logger.logLevel <= .debug {
             let phases = BatchApplier.describe([("poll", job.pollTook), ("decode", job.decodeTook)] + finished.phases)
-            logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "counts": "\(batchCounts.json)"])
+            logger.debug("batch committed", metadata: ["events": "\(batch.count)", "took": "\(took)", "phases": "\(phases)", "round_trips": "\(finished.roundTrips)", "counts": "\(batchCounts.json)"])
         }
         let latencies = CDCRMetrics.recordBatch(messages: batch, decoded: decoded, outcomes: outcomes,
                                                 tableFor: { settings.targetTable(for: $0).description }, took: took,

@@ -74,6 +74,7 @@ struct LatencyBench: ParsableCommand {
             let topic = "lat\(n)"
             try cluster.createTopic(topic, partitions: partitions)
 
+            let backendsBefore = try ApplyBench.exitedBackendsCPU(admin)
             let child = try BackgroundChild([exe, "run", "--brokers", cluster.bootstrapServers, "--topic", topic, "--group", topic,
                                              "--target", url, "--no-admin", "--kafka-property", "log_level=3", "--kafka-property", "fetch.wait.max.ms=\(fetchWaitMs)",
                                              "--log-level", ProcessInfo.processInfo.environment["CDCR_BENCH_LOG"] ?? "warning"]
@@ -90,6 +91,7 @@ struct LatencyBench: ParsableCommand {
             // Steady rate: every millisecond, send what is due so far (the send returns once the
             // broker has acknowledged, so the schedule catches up after a slow acknowledgement).
             let total = Int(Double(rate) * seconds)
+            let cpuBefore = (bench: Self.cpuSeconds(getpid()), applier: Self.cpuSeconds(child.pid))
             let start = ContinuousClock.now
             var sent = 0
             while sent < total {
@@ -102,6 +104,7 @@ struct LatencyBench: ParsableCommand {
                 }
             }
             let complete = try waitFor(conn, rows: total, timeout: .seconds(120))
+            let cpuAfter = (bench: Self.cpuSeconds(getpid()), applier: Self.cpuSeconds(child.pid))
             let r = try conn.query("""
                 SELECT count(*), count(DISTINCT xmin::text),
                        percentile_disc(0.5) WITHIN GROUP (ORDER BY l), percentile_disc(0.99) WITHIN GROUP (ORDER BY l), max(l)
@@ -115,9 +118,39 @@ struct LatencyBench: ParsableCommand {
                 failed = true
             }
             child.stop()
+            // The applier's backend exits after it; the postmaster reaps it (and so counts its CPU).
+            let until = ContinuousClock.now + .seconds(10)
+            let mine = try conn.query("SELECT pg_backend_pid()").scalar
+            while ContinuousClock.now < until,
+                  try admin.query("SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2::int", [db, mine]).scalar != "0" {
+                usleep(20_000)
+            }
+            usleep(200_000)
+            let backends = try ApplyBench.exitedBackendsCPU(admin).flatMap { after in backendsBefore.map { after - $0 } }
+            printCPU(total: total, rate: rate, bench: cpuAfter.bench.flatMap { a in cpuBefore.bench.map { a - $0 } },
+                     applier: cpuAfter.applier.flatMap { a in cpuBefore.applier.map { a - $0 } }, backends: backends)
             try admin.execute("DROP DATABASE IF EXISTS \(db) WITH (FORCE)")
         }
         if failed { throw ExitCode(1) }
+    }
+
+    /// CPU per event of each part, and what all of them need of the machine at this rate: whether the
+    /// rate is within reach of the cores at all. The applier's backends are counted from the start
+    /// of the warm-up (a few dozen events), the bench and the applier from the clock's start.
+    private func printCPU(total: Int, rate: Int, bench: Double?, applier: Double?, backends: Double?) {
+        let us = { (s: Double?) in s.map { String(format: "%.1f", $0 * 1e6 / Double(total)) } ?? "?" }
+        let sum = [bench, applier, backends].compactMap { $0 }.reduce(0, +)
+        print("          cpu µs/event: bench (producer + broker) \(us(bench)), cdcr \(us(applier)), PostgreSQL backends \(us(backends));"
+              + String(format: " all × rate = %.2f cores", sum / Double(total) * Double(rate)))
+    }
+
+    /// User + system CPU seconds of a running process, from /proc; nil when it cannot be read.
+    static func cpuSeconds(_ pid: pid_t) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return nil }
+        // Fields after "(comm)": state is field 3, utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        guard fields.count > 12, let u = Double(fields[11]), let s = Double(fields[12]) else { return nil }
+        return (u + s) / Double(sysconf(Int32(_SC_CLK_TCK)))
     }
 
     /// A native INSERT whose row carries its send time (wall clock, microseconds).
@@ -139,7 +172,7 @@ struct LatencyBench: ParsableCommand {
 
 /// A child process running beside the benchmark, stopped with SIGTERM (the daemon's graceful stop).
 final class BackgroundChild {
-    private var pid: pid_t = 0
+    private(set) var pid: pid_t = 0
     private var running = false
 
     init(_ args: [String]) throws {
