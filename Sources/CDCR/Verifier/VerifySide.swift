@@ -104,8 +104,8 @@ public final class VerifySide: @unchecked Sendable {
         }
         do {
             try conn.query("EXPLAIN SELECT 1 FROM \(table.quoted) t WHERE (\(predicate))")
-        } catch let e as PGError {
-            throw VerifyError("--where '\(predicate)' is not a valid predicate on the \(side) table \(table): \(e.message)")
+        } catch {
+            throw VerifyError("--where '\(predicate)' is not a valid predicate on the \(side) table \(table): \(error.message)")
         }
     }
 
