@@ -24,6 +24,11 @@ public struct BackfillOptions: Sendable {
     public var settleRounds = 5
     /// How long a chunk waits at most for older source transactions to end.
     public var horizonTimeout: Duration = .seconds(600)
+    /// How long a lost source or target is waited out (reconnecting with backoff, then resuming from
+    /// the last committed checkpoint) before the run fails.
+    public var outageTimeout: Duration = .seconds(900)
+    /// Target connections writing chunks at once (disjoint key ranges; commits stay in key order).
+    public var writers = 2
 
     public init() {}
 }

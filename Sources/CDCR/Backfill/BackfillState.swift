@@ -31,6 +31,19 @@ public struct BackfillCounts: Sendable, Equatable {
         c.verified += b.verified
         return c
     }
+
+    static func - (a: BackfillCounts, b: BackfillCounts) -> BackfillCounts {
+        var c = a
+        c.chunks -= b.chunks
+        c.rowsRead -= b.rowsRead
+        c.inserted -= b.inserted
+        c.updated -= b.updated
+        c.skipped -= b.skipped
+        c.deleted -= b.deleted
+        c.failed -= b.failed
+        c.verified -= b.verified
+        return c
+    }
 }
 
 /// A table's checkpoint in `cdcr.backfill_state` (target).
