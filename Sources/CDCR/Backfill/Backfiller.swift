@@ -85,6 +85,9 @@ public final class Backfiller: Sendable {
         do {
             let (c, d) = try concurrently({ try VerifyRun.open(s, name: "cdcr-backfill-verify") }, { try VerifyRun.open(t, name: "cdcr-backfill-verify") })
             opened += [c, d]
+            // The checkers evaluate --where on both sides: read-only, so a predicate calling a
+            // function that writes fails instead of writing (the verified count opens READ WRITE).
+            for conn in [c, d] { try conn.execute("SET default_transaction_read_only = on") }
             var writers = [b]
             for _ in 1..<max(1, options.writers) {
                 writers.append(try TargetConnection.open(t, applicationName: "cdcr-backfill"))

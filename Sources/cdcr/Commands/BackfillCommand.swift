@@ -95,7 +95,7 @@ struct BackfillCommand: ParsableCommand {
         let logger = Logs.logger(settings, label: "cdcr.backfill")
         let backfiller = Backfiller(settings: settings, options: options, logger: logger, stop: stop) { p in
             if terminal {
-                FileHandle.standardError.write(Data("\r\u{1B}[K\(p.line.prefix(150))".utf8))
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(p.barLine().prefix(160))".utf8))
             } else {
                 logger.info("\(p.line)")
             }
