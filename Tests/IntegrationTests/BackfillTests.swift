@@ -228,6 +228,10 @@ struct BackfillTests {
         }
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 0)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.backfill_state") == 0)
+        for (flag, value) in [("--writers", "0"), ("--writers", "9"), ("--outage-timeout", "-1")] {
+            let r = try backfill(source, target, ["--table", "public.orders", flag, value])
+            #expect(r.status == 64 && r.stderr.contains(flag), "\(flag) \(value): \(r.stderr)")
+        }
 
         // Two backfills of one table at once: the second is refused.
         let holder = try PGConnection.connect(target)
