@@ -228,6 +228,10 @@ struct BackfillTests {
         }
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 0)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.backfill_state") == 0)
+        for (flag, value) in [("--writers", "0"), ("--writers", "9"), ("--outage-timeout", "-1")] {
+            let r = try backfill(source, target, ["--table", "public.orders", flag, value])
+            #expect(r.status == 64 && r.stderr.contains(flag), "\(flag) \(value): \(r.stderr)")
+        }
 
         // Two backfills of one table at once: the second is refused.
         let holder = try PGConnection.connect(target)
@@ -239,5 +243,31 @@ struct BackfillTests {
         let ok = try backfill(source, target, ["--table", "public.orders", "--where", "id <= 40"])
         #expect(ok.status == 0, "\(ok.stderr)")
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 40)
+    }
+
+    @Test("--where is evaluated read-only on both sides: a predicate whose function writes in the target fails (exit 1) and writes nothing there")
+    func predicateReadOnly() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        try populateOrders(src, rows: 50)
+        try src.execute("CREATE FUNCTION public.keep(id bigint) RETURNS bool LANGUAGE sql AS 'SELECT true'")
+        try tgt.execute("CREATE TABLE public.calls (id bigint)")
+        try tgt.execute("CREATE FUNCTION public.keep(id bigint) RETURNS bool LANGUAGE sql AS 'INSERT INTO public.calls VALUES (id) RETURNING true'")
+        let r = try backfill(source, target, ["--table", "public.orders", "--where", "public.keep(id)"])
+        #expect(r.status == 1, "\(r.stderr)")
+        #expect(r.stderr.contains("read-only"), "\(r.stderr)")
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM public.calls") == 0)
+    }
+
+    @Test("progress on a terminal: a bar, rows/s and an ETA in seconds, minutes or hours")
+    func progressLine() {
+        let table = TableName(schema: "public", name: "orders")
+        let p = BackfillProgress(table: table, rowsDone: 250, estimatedRows: 1_000, rowsPerSecond: 0.1)
+        #expect(p.barLine(width: 8) == "[##......] public.orders: 250 of ~1000 rows (25 %), 0 rows/s ETA 2:05:00")
+        let q = BackfillProgress(table: table, rowsDone: 1_000, estimatedRows: 1_000, rowsPerSecond: 50)
+        #expect(q.barLine(width: 4) == "[####] public.orders: 1000 of ~1000 rows (100 %), 50 rows/s")
+        #expect(BackfillProgress(table: table, rowsDone: 0, estimatedRows: 100, rowsPerSecond: 2).line.hasSuffix("ETA 50 s"))
+        #expect(BackfillProgress(table: table, rowsDone: 0, estimatedRows: 1_000, rowsPerSecond: 5).line.hasSuffix("ETA 3:20"))
     }
 }

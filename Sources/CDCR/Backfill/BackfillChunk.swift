@@ -55,7 +55,7 @@ extension SourceChunk {
 }
 
 /// What applying a chunk did.
-struct ChunkOutcome {
+struct ChunkOutcome: Sendable {
     var counts = BackfillCounts()
     /// Keys of rows the target refused, with the reason (at most a few kept).
     var failedKeys: [(KeyTexts, String)] = []
@@ -64,7 +64,7 @@ struct ChunkOutcome {
 /// Writes chunks to the target through the applier's path: COPY into its stage, tombstones for keys
 /// the copy lacks, the version guard on `cdcr.row_versions`, the MERGE; then the ledger entry and
 /// the checkpoint, all in one transaction.
-struct ChunkWriter {
+struct ChunkWriter: Sendable {
     let sql: BackfillSQL
     let conn: PGConnection
     let runID: String
@@ -75,13 +75,16 @@ struct ChunkWriter {
     var targetName: TableName { sql.table.target.name }
 
     /// Applies `chunk` and records the checkpoint (`chunkNumber`, where the next chunk starts) in the
-    /// same transaction; `dryRun` does the same work and rolls it back.
-    func write(_ chunk: SourceChunk, chunkNumber: Int64, dryRun: Bool) throws -> ChunkOutcome {
+    /// same transaction; `dryRun` does the same work and rolls it back. `beforeCheckpoint` runs last,
+    /// just before the checkpoint is written and the transaction commits: a writer beside another one
+    /// waits there for the previous chunk's commit (and fails when that failed), so checkpoints
+    /// commit in key order and `next_key` never skips a chunk that did not commit.
+    func write(_ chunk: SourceChunk, chunkNumber: Int64, dryRun: Bool, beforeCheckpoint: () throws -> Void = {}) throws -> ChunkOutcome {
         phases.reset()
         do {
             return try inTransaction(dryRun: dryRun) {
                 var outcome = try apply(chunk, rows: Array(0..<chunk.rowCount), tombstones: true)
-                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun)
+                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun, beforeCheckpoint: beforeCheckpoint)
                 return outcome
             }
         } catch {
@@ -92,17 +95,23 @@ struct ChunkWriter {
                 try isolate(chunk, rows: Array(0..<chunk.rowCount)[...], outcome: &outcome)
                 outcome.counts.rowsRead = Int64(chunk.rowCount)
                 try stageTombstonesAlone(chunk, outcome: &outcome)
-                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun)
+                try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun, beforeCheckpoint: beforeCheckpoint)
                 return outcome
             }
         }
     }
 
+    /// A chunk's transaction commits with `synchronous_commit = off`: the commit returns before its
+    /// WAL is flushed. Safe for exactness (docs/BACKFILL.md, "Checkpoints"): the chunk's rows and its
+    /// checkpoint are one transaction, so a server crash that loses the commit loses both and the
+    /// rerun redoes the chunk; and WAL is flushed in order, so any later durable commit (the
+    /// stream's, the next chunk's) makes this one durable first.
     private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
-        try conn.execute("BEGIN")
+        try conn.execute(dryRun ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off")
         do {
             let value = try body()
             try conn.execute(dryRun ? "ROLLBACK" : "COMMIT")
+            phases.mark("commit")
             return value
         } catch {
             if conn.isHealthy { _ = try? conn.execute("ROLLBACK") }
@@ -110,13 +119,38 @@ struct ChunkWriter {
         }
     }
 
+    // Commit order between writers. Chunk k's writer holds the session advisory lock (table, k)
+    // from before its transaction until after its result is known; chunk k + 1's writer, ready to
+    // write its checkpoint, takes that lock shared inside its transaction, so it waits until chunk k
+    // committed or rolled back. The wait is a lock inside PostgreSQL on purpose: when a third
+    // session closes a cycle (the stream's batch holding a row chunk k needs while waiting for one
+    // chunk k + 1 holds), the deadlock detector sees it and breaks it (40P01, which is transient:
+    // the backfill resumes from its checkpoint, the applier retries). A wait in cdcr would hang.
+
+    /// Takes chunk `number`'s turn lock (never contended: one writer per chunk).
+    func holdTurn(_ number: Int64) throws {
+        try conn.query("SELECT pg_advisory_lock(hashtext($1), $2::int)", [targetName.description, String(number % Int64(Int32.max))])
+    }
+
+    /// Waits inside the transaction until chunk `number`'s writer released its turn lock.
+    func awaitTurn(after number: Int64) throws {
+        try conn.query("SELECT pg_advisory_xact_lock_shared(hashtext($1), $2::int)", [targetName.description, String(number % Int64(Int32.max))])
+    }
+
+    func releaseTurn(_ number: Int64) {
+        guard conn.isHealthy else { return }
+        _ = try? conn.query("SELECT pg_advisory_unlock(hashtext($1), $2::int)", [targetName.description, String(number % Int64(Int32.max))])
+    }
+
     /// The ledger's entry for the chunk and the checkpoint.
-    private func finish(_ chunk: SourceChunk, chunkNumber: Int64, outcome: inout ChunkOutcome, dryRun: Bool) throws {
+    private func finish(_ chunk: SourceChunk, chunkNumber: Int64, outcome: inout ChunkOutcome, dryRun: Bool, beforeCheckpoint: () throws -> Void) throws {
         outcome.counts.chunks = 1
         let id = BookkeepingKey.stored("backfill:\(targetName):\(runID):\(chunkNumber)")
         try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
                        [id, targetName.description])
         phases.mark("ledger")
+        try beforeCheckpoint()
+        phases.mark("wait")
         if !dryRun {
             try BackfillState.advance(targetName, nextKey: chunk.upper, done: chunk.upper == nil, delta: outcome.counts, on: conn)
         }

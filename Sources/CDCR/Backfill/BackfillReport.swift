@@ -24,6 +24,11 @@ public struct BackfillOptions: Sendable {
     public var settleRounds = 5
     /// How long a chunk waits at most for older source transactions to end.
     public var horizonTimeout: Duration = .seconds(600)
+    /// How long a lost source or target is waited out (reconnecting with backoff, then resuming from
+    /// the last committed checkpoint) before the run fails.
+    public var outageTimeout: Duration = .seconds(900)
+    /// Target connections writing chunks at once (disjoint key ranges; commits stay in key order).
+    public var writers = 2
 
     public init() {}
 }
@@ -35,6 +40,13 @@ public struct BackfillProgress: Sendable {
     public let estimatedRows: Int64
     public let rowsPerSecond: Double
 
+    public init(table: TableName, rowsDone: Int64, estimatedRows: Int64, rowsPerSecond: Double) {
+        self.table = table
+        self.rowsDone = rowsDone
+        self.estimatedRows = estimatedRows
+        self.rowsPerSecond = rowsPerSecond
+    }
+
     public var ratio: Double { estimatedRows > 0 ? min(1, Double(rowsDone) / Double(estimatedRows)) : 0 }
     public var etaSeconds: Double? {
         guard rowsPerSecond > 0, estimatedRows > rowsDone else { return nil }
@@ -42,8 +54,23 @@ public struct BackfillProgress: Sendable {
     }
 
     public var line: String {
-        let eta = etaSeconds.map { " ETA \(Int($0.rounded())) s" } ?? ""
+        let eta = etaSeconds.map { " ETA " + Self.clock($0) } ?? ""
         return "\(table): \(rowsDone) of ~\(estimatedRows) rows (\(Int(ratio * 100)) %), \(Int(rowsPerSecond)) rows/s\(eta)"
+    }
+
+    /// The line with a bar in front, for a terminal: `[#####...............] public.orders: …`.
+    public func barLine(width: Int = 20) -> String {
+        let filled = max(0, min(width, Int(ratio * Double(width))))
+        return "[" + String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled) + "] " + line
+    }
+
+    /// Seconds as `42 s`, `3:07` (minutes) or `1:02:05` (hours).
+    static func clock(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        if s < 60 { return "\(s) s" }
+        let (h, m, r) = (s / 3600, s / 60 % 60, s % 60)
+        func two(_ n: Int) -> String { n < 10 ? "0\(n)" : "\(n)" }
+        return h > 0 ? "\(h):\(two(m)):\(two(r))" : "\(m):\(two(r))"
     }
 }
 

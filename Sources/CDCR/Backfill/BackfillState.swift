@@ -31,6 +31,19 @@ public struct BackfillCounts: Sendable, Equatable {
         c.verified += b.verified
         return c
     }
+
+    static func - (a: BackfillCounts, b: BackfillCounts) -> BackfillCounts {
+        var c = a
+        c.chunks -= b.chunks
+        c.rowsRead -= b.rowsRead
+        c.inserted -= b.inserted
+        c.updated -= b.updated
+        c.skipped -= b.skipped
+        c.deleted -= b.deleted
+        c.failed -= b.failed
+        c.verified -= b.verified
+        return c
+    }
 }
 
 /// A table's checkpoint in `cdcr.backfill_state` (target).
@@ -86,7 +99,14 @@ enum BackfillState {
     /// Counts a chunk verified after its commit (outside the chunk's transaction).
     static func addVerified(_ table: TableName, _ n: Int64, on conn: PGConnection) throws {
         guard n > 0 else { return }
-        try conn.query("UPDATE cdcr.backfill_state SET verified = verified + $2 WHERE table_name = $1", [table.description, String(n)])
+        try conn.execute("BEGIN READ WRITE")  // the checkers' sessions are read-only by default
+        do {
+            try conn.query("UPDATE cdcr.backfill_state SET verified = verified + $2 WHERE table_name = $1", [table.description, String(n)])
+            try conn.execute("COMMIT")
+        } catch {
+            if conn.isHealthy { _ = try? conn.execute("ROLLBACK") }
+            throw error
+        }
     }
 
     /// Takes the session-level advisory lock of `table`'s backfill, or says who holds it.

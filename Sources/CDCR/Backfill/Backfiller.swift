@@ -64,147 +64,110 @@ public final class Backfiller: Sendable {
         return report
     }
 
-    /// Connections of one table's backfill: the source reads, the target writes (and holds the
-    /// table's advisory lock), and one more per side for the checks.
-    private struct Connections {
+    /// Connections of one table's backfill: the source reads, the target writes on `writers`
+    /// sessions (the first holds the table's advisory lock), and one more per side for the checks
+    /// (and the verified counts).
+    struct Connections {
         let source: PGConnection
-        let target: PGConnection
+        let writers: [PGConnection]
         let verifySource: PGConnection
         let verifyTarget: PGConnection
 
-        func close() { for c in [source, target, verifySource, verifyTarget] { c.close() } }
+        var target: PGConnection { writers[0] }
+
+        func close() { for c in [source, verifySource, verifyTarget] + writers { c.close() } }
     }
 
-    private func connect() throws -> Connections {
+    func connect() throws -> Connections {
         let (s, t) = (settings.sourceURL!, settings.targetURL!)
         let (a, b) = try concurrently({ try TargetConnection.open(s, applicationName: "cdcr-backfill") }, { try TargetConnection.open(t, applicationName: "cdcr-backfill") })
-        let (c, d) = try concurrently({ try VerifyRun.open(s, name: "cdcr-backfill-verify") }, { try VerifyRun.open(t, name: "cdcr-backfill-verify") })
-        return Connections(source: a, target: b, verifySource: c, verifyTarget: d)
+        var opened = [a, b]
+        do {
+            let (c, d) = try concurrently({ try VerifyRun.open(s, name: "cdcr-backfill-verify") }, { try VerifyRun.open(t, name: "cdcr-backfill-verify") })
+            opened += [c, d]
+            // The checkers evaluate --where on both sides: read-only, so a predicate calling a
+            // function that writes fails instead of writing (the verified count opens READ WRITE).
+            for conn in [c, d] { try conn.execute("SET default_transaction_read_only = on") }
+            var writers = [b]
+            for _ in 1..<max(1, options.writers) {
+                writers.append(try TargetConnection.open(t, applicationName: "cdcr-backfill"))
+                opened.append(writers.last!)
+            }
+            return Connections(source: a, writers: writers, verifySource: c, verifyTarget: d)
+        } catch {
+            for c in opened { c.close() }
+            throw error
+        }
     }
 
+    /// Backfills one table, waiting out database outages: a transient failure (a lost connection, a
+    /// server shutting down or restarting, a deadlock) closes every connection, waits with backoff,
+    /// reconnects and resumes from the last committed checkpoint — the chunks in flight rolled back
+    /// and are redone. Any other error, or an outage longer than `outageTimeout`, ends the run.
     func backfill(_ sourceName: TableName) throws -> BackfillTableReport {
         let started = ContinuousClock.now
-        let targetName = settings.targetTable(for: sourceName)
-        var report = BackfillTableReport(source: sourceName, target: targetName)
-        report.dryRun = options.dryRun
-        let conns = try connect()
-        defer { conns.close() }  // closing the target session also releases the advisory lock
-
-        // Everything is checked before anything is written.
-        let table = try BackfillTable.resolve(source: sourceName, target: targetName, sourceConn: conns.source, targetConn: conns.target,
-                                              denySchemas: settings.denySchemas)
-        report.keyNames = table.keyNames
-        try VerifySide.checkPredicate(options.predicate, table: sourceName, side: .source, on: conns.source)
-        try VerifySide.checkPredicate(options.predicate, table: targetName, side: .target, on: conns.target)
-        let versionSource = try options.versionSource ?? VersionSource.detect(on: conns.source)
-        if versionSource == .changeLog, try VersionSource.detect(on: conns.source) != .changeLog {
-            throw BackfillError("--version-source change-log: the source has no cdcr.change_log")
-        }
-        if versionSource == .changeLog { try VersionSource.checkSequence(on: conns.source) }
-        try BackfillState.lock(targetName, on: conns.target)
-        defer { BackfillState.unlock(targetName, on: conns.target) }
-
-        var checkpoint: BackfillCheckpoint
-        if let saved = try BackfillState.load(targetName, on: conns.target), !options.restart {
-            if saved.done {
-                report.alreadyDone = true
-                report.done = true
-                report.counts = saved.counts
-                report.runID = saved.runID
-                report.versionSource = saved.versionSource
-                return report
-            }
-            guard saved.predicate == options.predicate else {
-                throw BackfillError("the unfinished backfill of \(targetName) (run \(saved.runID)) used --where \(saved.predicate.map { "'\($0)'" } ?? "(none)"); rerun with the same predicate to continue, or --restart")
-            }
-            guard options.versionSource == nil || saved.versionSource == versionSource else {
-                throw BackfillError("the unfinished backfill of \(targetName) (run \(saved.runID)) stamped versions from \(saved.versionSource.rawValue); rerun with that --version-source, or --restart")
-            }
-            checkpoint = saved
-            report.resumed = true
-        } else {
-            let runID = "bf-" + String(UInt64(Date().timeIntervalSince1970 * 1000), radix: 36) + "-" + String(UInt32.random(in: 0...UInt32.max), radix: 36)
-            checkpoint = BackfillCheckpoint(runID: runID, versionSource: versionSource, predicate: options.predicate, nextKey: nil, done: false, counts: BackfillCounts())
-            if !options.dryRun { try BackfillState.start(targetName, source: sourceName, checkpoint: checkpoint, on: conns.target) }
-        }
-        report.runID = checkpoint.runID
-        report.versionSource = checkpoint.versionSource
-
-        let sql = BackfillSQL(table, predicate: options.predicate)
-        let writer = ChunkWriter(sql: sql, conn: conns.target, runID: checkpoint.runID, logger: logger)
-        let verifier = options.verify && !options.dryRun
-            ? ChunkVerifier(pair: table.pair, predicate: options.predicate, sourceConn: conns.verifySource, targetConn: conns.verifyTarget, logger: logger) : nil
-        let estimate = try VerifySide(.source, conn: conns.source, pair: table.pair, predicate: nil, floatTolerance: nil).estimatedRows()
-        let limit = max(1, min(options.chunkRows, options.maxRowsPerSecond.map { max(1, Int($0)) } ?? .max))
-        var lower = checkpoint.nextKey
-        var chunkNumber = checkpoint.counts.chunks
-        var doneBefore = checkpoint.counts.rowsRead
-        let runStarted = ContinuousClock.now
-        var lastProgress = ContinuousClock.now - .seconds(10)
-
+        var run = TableRun(report: BackfillTableReport(source: sourceName, target: settings.targetTable(for: sourceName)))
+        run.report.dryRun = options.dryRun
+        var backoff = Backoff(baseMs: 500, capMs: 15_000)
+        var outageSince: ContinuousClock.Instant?
         while true {
-            if stop.isStopped { report.stopped = true; break }
-            let watermark = try Watermark.read(checkpoint.versionSource, on: conns.source)
+            run.progressed = false
             do {
-                try watermark.waitForOlderTransactions(on: conns.source, timeout: options.horizonTimeout, stop: stop, logger: logger)
-            } catch is BackfillStopped {
-                report.stopped = true
+                try attempt(&run)
                 break
-            }
-            let t0 = ContinuousClock.now
-            let chunk = try SourceChunk.read(sql, lower: lower, limit: limit, watermark: watermark, on: conns.source)
-            let t1 = ContinuousClock.now
-            chunkNumber += 1
-            let outcome = try writer.write(chunk, chunkNumber: chunkNumber, dryRun: options.dryRun)
-            let t2 = ContinuousClock.now
-            report.thisRun = report.thisRun + outcome.counts
-            report.failedKeys += outcome.failedKeys.prefix(max(0, 100 - report.failedKeys.count))
-            if let verifier {
-                if try verifier.check(KeyRange(lo: chunk.lower, hi: chunk.upper), chunk: chunkNumber) {
-                    report.thisRun.verified += 1
-                    try BackfillState.addVerified(targetName, 1, on: conns.target)
+            } catch {
+                guard case let .transient(reason) = ErrorClassifier.classify(error), run.checked else { throw error }
+                if run.progressed {
+                    outageSince = nil
+                    backoff.reset()
                 }
-                if verifier.pendingKeys > verifier.maxPending { try settle(verifier, rounds: 1, table: targetName, conn: conns.target, into: &report) }
-            }
-            logger.debug("chunk", metadata: ["table": "\(targetName)", "chunk": "\(chunkNumber)", "rows": "\(chunk.rowCount)",
-                                          "read_ms": "\((t1 - t0).seconds * 1000)", "write_ms": "\((t2 - t1).seconds * 1000)",
-                                          "verify_ms": "\((ContinuousClock.now - t2).seconds * 1000)", "phases": "\(writer.phases.describe())"])
-            doneBefore += outcome.counts.rowsRead
-            let elapsed = (ContinuousClock.now - runStarted).seconds
-            let rate = elapsed > 0 ? Double(report.thisRun.rowsRead) / elapsed : 0
-            let progress = BackfillProgress(table: targetName, rowsDone: doneBefore, estimatedRows: max(estimate, doneBefore), rowsPerSecond: rate)
-            if !options.dryRun { CDCRMetrics.recordBackfill(progress, rows: outcome.counts.rowsRead, done: chunk.upper == nil) }
-            if ContinuousClock.now - lastProgress >= .milliseconds(500) || chunk.upper == nil {
-                onProgress(progress)
-                lastProgress = ContinuousClock.now
-            }
-            lower = chunk.upper
-            if chunk.upper == nil {
-                report.done = !options.dryRun
-                break
-            }
-            if let max = options.maxRowsPerSecond, max > 0 {
-                // Never ahead of the allowed rate over the run so far.
-                let due = Double(report.thisRun.rowsRead) / max
-                if due > elapsed { stop.sleep(ms: Int((due - elapsed) * 1000)) }
+                let since = outageSince ?? .now
+                outageSince = since
+                let waited = ContinuousClock.now - since
+                guard waited < options.outageTimeout else {
+                    throw BackfillError("\(run.report.target): the databases stayed unreachable for \(Int(waited.seconds)) s (more than \(Int(options.outageTimeout.seconds)) s): \(error)")
+                }
+                let ms = backoff.next()
+                logger.warning("backfill lost a database; reconnecting, then resuming from the last committed checkpoint", metadata: [
+                    "table": "\(run.report.target)", "reason": "\(reason)", "error": "\(error)", "retry_ms": "\(ms)", "outage_seconds": "\(Int(waited.seconds))",
+                ])
+                CDCRMetrics.recordRetry(reason)
+                if !stop.sleep(ms: ms) {
+                    run.report.stopped = true
+                    break
+                }
             }
         }
-        if let verifier { try settle(verifier, rounds: options.settleRounds, table: targetName, conn: conns.target, into: &report) }
-        report.counts = options.dryRun ? report.thisRun : checkpoint.counts + report.thisRun
-        report.duration = ContinuousClock.now - started
+        if !run.report.alreadyDone {
+            run.report.counts = options.dryRun ? run.report.thisRun : (run.base ?? BackfillCounts()) + run.report.thisRun
+        }
+        run.report.duration = ContinuousClock.now - started
+        let report = run.report
         logger.info("backfill of a table ended", metadata: [
-            "table": "\(targetName)", "rows": "\(report.thisRun.rowsRead)", "done": "\(report.done)", "stopped": "\(report.stopped)",
-            "differing": "\(report.differing.count)", "failed": "\(report.thisRun.failed)",
+            "table": "\(report.target)", "rows": "\(report.thisRun.rowsRead)", "done": "\(report.done)", "stopped": "\(report.stopped)",
+            "differing": "\(report.differing.count)", "failed": "\(report.thisRun.failed)", "reconnects": "\(max(0, run.attempts - 1))",
         ])
         return report
     }
+}
 
-    private func settle(_ verifier: ChunkVerifier, rounds: Int, table: TableName, conn: PGConnection, into report: inout BackfillTableReport) throws {
-        guard verifier.pendingKeys > 0 else { return }
-        logger.info("re-checking rows that differed after their chunk", metadata: ["table": "\(table)", "keys": "\(verifier.pendingKeys)", "settle_seconds": "\(options.settleSeconds)"])
-        let (verified, differing) = try verifier.settle(rounds: rounds, seconds: options.settleSeconds, stop: stop)
-        report.thisRun.verified += verified
-        try BackfillState.addVerified(table, verified, on: conn)
-        report.differing = differing
-    }
+/// What one table's backfill carries from one connection attempt to the next across an outage: the
+/// report so far, the counts it started from, the verifier's unsettled keys and the chunks committed
+/// but not checked yet, and (for a dry run, which records no checkpoint) where it had got to.
+struct TableRun {
+    var report: BackfillTableReport
+    /// Connection attempts begun.
+    var attempts = 0
+    /// The table passed its checks before anything was written (so a later outage is waited out).
+    var checked = false
+    /// Some chunk committed in the current attempt (an outage after it starts a new backoff).
+    var progressed = false
+    /// The checkpoint's counts when this run first loaded it: the run's own counts are the rest.
+    var base: BackfillCounts?
+    /// A dry run's position: its chunks roll back, so nothing in the target says where it was.
+    var dryCheckpoint: BackfillCheckpoint?
+    var pending: [Int64: [KeyTexts]] = [:]
+    var unverified: [(range: KeyRange, chunk: Int64)] = []
+    /// The chunks in flight when the last attempt failed.
+    var interrupted: [(range: KeyRange, chunk: Int64)] = []
 }

@@ -18,7 +18,10 @@ final class ChunkVerifier {
     /// Keys kept at most while waiting to settle; beyond, a settle round runs at once.
     let maxPending = 20_000
 
-    init(pair: TablePair, predicate: String?, sourceConn: PGConnection, targetConn: PGConnection, logger: Logger) {
+    /// `pending`: keys left unsettled by an earlier connection attempt of the same run.
+    init(pair: TablePair, predicate: String?, sourceConn: PGConnection, targetConn: PGConnection, logger: Logger,
+         pending: [Int64: [KeyTexts]] = [:]) {
+        self.pending = pending
         source = VerifySide(.source, conn: sourceConn, pair: pair, predicate: predicate, floatTolerance: nil)
         target = VerifySide(.target, conn: targetConn, pair: pair, predicate: predicate, floatTolerance: nil)
         rows = TableVerifier(pair: pair, source: source, target: target, floatTolerance: nil, logger: logger)
@@ -26,6 +29,9 @@ final class ChunkVerifier {
     }
 
     var pendingKeys: Int { pending.values.reduce(0) { $0 + $1.count } }
+
+    /// The unsettled keys per chunk, to carry over a reconnect.
+    var pendingChunks: [Int64: [KeyTexts]] { pending }
 
     /// Checks chunk `number`'s range; true when both sides are equal now. Otherwise its differing
     /// keys wait for `settle`.

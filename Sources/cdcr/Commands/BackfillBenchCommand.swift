@@ -23,6 +23,9 @@ struct BackfillBench: ParsableCommand {
     @Option(parsing: .unconditional, help: "--chunk-rows of the backfill.")
     var chunkRows = 10_000
 
+    @Option(parsing: .unconditional, help: "--writers of the backfill.")
+    var writers = 2
+
     func run() throws {
         let admin = try PGConnection.connect(target)
         let urls = try BenchSetup.freshDatabases(["cdcr_bench_backfill_src", "cdcr_bench_backfill_tgt"], admin: admin, target: target)
@@ -43,19 +46,26 @@ struct BackfillBench: ParsableCommand {
         // The ceiling: psql's COPY out piped into psql's COPY in.
         let psql = Self.psql()
         let pipe = "\(psql) -X -q -d '\(urls[0])' -c 'COPY (SELECT * FROM public.orders) TO STDOUT' | \(psql) -X -q -d '\(urls[1])' -c 'COPY public.orders FROM STDIN'"
+        let ceilingWAL = try walPosition(admin)
         let ceilingStart = ContinuousClock.now
         let (pipeStatus, _, _, _) = try ApplyBench.runChild(["/bin/sh", "-c", pipe])
         let ceiling = (ContinuousClock.now - ceilingStart).seconds
+        let ceilingWALBytes = try walPosition(admin) - ceilingWAL
+        let ceilingTableBytes = try tableBytes(tgt, "public.orders")
         guard pipeStatus == 0, try count(tgt) == rows else { throw ValidationError("the psql COPY pipe failed (exit \(pipeStatus))") }
         try tgt.execute("TRUNCATE public.orders")
         try tgt.execute("VACUUM public.orders")
         try admin.execute("CHECKPOINT")
 
         let binary = BenchSetup.binary
+        let backfillWAL = try walPosition(admin)
         let start = ContinuousClock.now
         let (status, out, rssKB, cpu) = try ApplyBench.runChild([binary, "backfill", "--json", "--table", "public.orders", "--chunk-rows", String(chunkRows),
+                                                                 "--writers", String(writers),
                                                                  "--source", urls[0], "--target", urls[1], "--log-level", "warning"])
         let took = (ContinuousClock.now - start).seconds
+        let backfillWALBytes = try walPosition(admin) - backfillWAL
+        let (tableAfter, versionsAfter) = (try tableBytes(tgt, "public.orders"), try tableBytes(tgt, "cdcr.row_versions"))
         let report = try JSONParser.parse(out.trimmingCharacters(in: .whitespacesAndNewlines))
         let copied = try count(tgt)
         var exact = status == 0 && copied == rows
@@ -69,10 +79,21 @@ struct BackfillBench: ParsableCommand {
         print(String(format: "backfill / ceiling = %.2f   target ≥ 0.7", ceiling / took))
         print("result exact (every row inserted, every chunk verified, exit 0): \(exact ? "yes" : "NO (exit \(status))")")
         print("peak RSS of backfill = \(rssKB / 1024) MB   target ≤ 300 MB")
+        // What each must write: the ceiling writes the table once; the backfill the table, the
+        // row_versions entries and the ledger, all WAL-logged (the temp stage is not).
+        func perRow(_ bytes: Int64) -> String { String(format: "%.0f bytes/row", Double(bytes) / Double(rows)) }
+        print("WAL written: ceiling \(ceilingWALBytes >> 20) MB (\(perRow(ceilingWALBytes))), backfill \(backfillWALBytes >> 20) MB (\(perRow(backfillWALBytes)))")
+        print("target relations: orders \(ceilingTableBytes >> 20) MB after the ceiling, \(tableAfter >> 20) MB after the backfill; cdcr.row_versions \(versionsAfter >> 20) MB")
         src.close()
         tgt.close()
         for name in ["cdcr_bench_backfill_src", "cdcr_bench_backfill_tgt"] { try admin.execute("DROP DATABASE IF EXISTS \(name)") }
         if !exact { throw ExitCode(1) }
+    }
+
+    private func walPosition(_ conn: PGConnection) throws -> Int64 { Int64(try conn.query("SELECT (pg_current_wal_lsn() - '0/0')::bigint").scalar ?? "0") ?? 0 }
+
+    private func tableBytes(_ conn: PGConnection, _ table: String) throws -> Int64 {
+        Int64(try conn.query("SELECT pg_total_relation_size($1::regclass)", [table]).scalar ?? "0") ?? 0
     }
 
     private func count(_ conn: PGConnection) throws -> Int { Int(try conn.query("SELECT count(*) FROM public.orders").scalar ?? "0") ?? 0 }

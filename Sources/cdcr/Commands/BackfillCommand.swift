@@ -13,8 +13,9 @@ struct BackfillCommand: ParsableCommand {
             source and applied through the applier's version guard, stamped with a low watermark so the live stream's \
             changes always win over older copies (docs/BACKFILL.md). Each chunk is checkpointed in cdcr.backfill_state \
             in the same transaction: a rerun continues after the last committed chunk (--restart starts over). After each \
-            chunk its key range is compared by checksums; differences are re-checked after --settle seconds. SIGTERM \
-            finishes the current chunk and exits 0. Exit codes: 0 done and verified, 2 rows failed or still differ, 1 error.
+            chunk its key range is compared by checksums; differences are re-checked after --settle seconds. A lost \
+            database is waited out (--outage-timeout): cdcr reconnects and resumes from the last checkpoint. SIGTERM \
+            finishes the chunks in hand and exits 0. Exit codes: 0 done and verified, 2 rows failed or still differ, 1 error.
             """
     )
     @OptionGroup var global: GlobalOptions
@@ -32,6 +33,10 @@ struct BackfillCommand: ParsableCommand {
     var versionSource: String?
     @Option(parsing: .unconditional, help: "Seconds to let stream changes in flight settle before a differing row counts.")
     var settle = 2.0
+    @Option(parsing: .unconditional, help: "Target sessions writing chunks at once (disjoint key ranges; checkpoints still commit in key order).")
+    var writers = 2
+    @Option(parsing: .unconditional, help: "Seconds a lost source or target is waited out (reconnecting, then resuming from the last checkpoint) before the run fails.")
+    var outageTimeout = 900.0
     @Flag(help: "Start over, forgetting the checkpoints.")
     var restart = false
     @Flag(help: "Read and count, and apply in transactions that are rolled back: nothing is written.")
@@ -47,6 +52,8 @@ struct BackfillCommand: ParsableCommand {
         if let r = maxRowsPerSecond, !(r > 0 && r.isFinite) { throw ValidationError("--max-rows-per-second must be a number > 0") }
         if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
         if !(settle >= 0 && settle.isFinite) { throw ValidationError("--settle must be a number of seconds ≥ 0") }
+        if writers < 1 || writers > 8 { throw ValidationError("--writers must be between 1 and 8") }
+        if !(outageTimeout >= 0 && outageTimeout.isFinite) { throw ValidationError("--outage-timeout must be a number of seconds ≥ 0") }
         if let predicate, predicate.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--where is empty") }
         if let versionSource, VersionSource(rawValue: versionSource) == nil {
             throw ValidationError("--version-source must be one of \(VersionSource.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -66,6 +73,8 @@ struct BackfillCommand: ParsableCommand {
         options.versionSource = versionSource.flatMap(VersionSource.init(rawValue:))
         options.verify = !noVerify
         options.settleSeconds = settle
+        options.writers = writers
+        options.outageTimeout = .milliseconds(Int64(outageTimeout * 1000))
 
         let stop = StopSignal()
         let signals = [SIGTERM, SIGINT].map { sig -> any DispatchSourceSignal in
@@ -86,7 +95,7 @@ struct BackfillCommand: ParsableCommand {
         let logger = Logs.logger(settings, label: "cdcr.backfill")
         let backfiller = Backfiller(settings: settings, options: options, logger: logger, stop: stop) { p in
             if terminal {
-                FileHandle.standardError.write(Data("\r\u{1B}[K\(p.line.prefix(150))".utf8))
+                FileHandle.standardError.write(Data("\r\u{1B}[K\(p.barLine().prefix(160))".utf8))
             } else {
                 logger.info("\(p.line)")
             }
