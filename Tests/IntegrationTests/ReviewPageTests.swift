@@ -40,6 +40,12 @@ struct ReviewPageTests {
         #expect(list.status == 200, "\(list.body)")
         guard case let .array(queued)? = try json(list.body)["items"] else { Issue.record("\(list.body)"); return }
         #expect(Set(queued.compactMap { $0["key_text"]?.stringValue }) == ["3", "5", "7"])
+        // The daemon's review-queue gauge follows the table on each review request it answers.
+        func openItems() -> Double? {
+            httpGet(port: port, path: "/metrics")?.body.split(separator: "\n").first { $0.hasPrefix("cdcr_review_open_items ") }
+                .flatMap { Double($0.dropFirst("cdcr_review_open_items ".count)) }
+        }
+        #expect(openItems() == 3)
         #expect(httpRequest(port: port, method: "GET", path: "/review?status=maybe", headers: auth)?.status == 400)
         #expect(httpRequest(port: port, method: "GET", path: "/review/424242", headers: auth)?.status == 404)
         let detail = try #require(httpRequest(port: port, method: "GET", path: "/review/\(id("9"))", headers: auth))
@@ -97,6 +103,7 @@ struct ReviewPageTests {
         try browser.click("#approve")
         #expect(browser.waitUntil { try browser.evaluate("document.getElementById('msg').textContent").stringValue?.contains("is now approved") == true })
         #expect(try f.item("3").resolution == .approved && f.item("3").decidedBy == "dana")
+        #expect(openItems() == 2, "approving took it off the queue")
         // The page reloads the list and the item after a decision; wait for both before the next click.
         #expect(browser.waitUntil {
             try browser.evaluate(rows).int64Value == 3

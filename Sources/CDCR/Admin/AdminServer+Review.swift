@@ -110,7 +110,9 @@ extension AdminServer {
                 let conn = try TargetConnection.open(url, applicationName: "cdcr-admin-review")
                 defer { conn.close() }
                 try BookkeepingSchema.install(on: conn)
-                return try body(conn)
+                let json = try body(conn)
+                try ReconcileMetricsUpdate.reviewQueue(on: conn)
+                return json
             }
             return jsonResponse(.ok, json)
         } catch {

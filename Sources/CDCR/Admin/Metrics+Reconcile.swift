@@ -42,8 +42,15 @@ enum ReconcileMetricsUpdate {
                 if tables.contains(where: { $0.description == table }) { remaining += n }
             }
         }
-        CDCRMetrics.gauge("cdcr_review_open_items").set(to: Double(try ReconcileStore.queuedCount(on: conn)))
+        try reviewQueue(on: conn)
         return remaining
+    }
+
+    /// `cdcr_review_open_items` from the table: after each run, and after each review request the
+    /// admin server answers (a decision made there changes it at once; one made with the `cdcr
+    /// review` command in another process shows at the daemon's next run or review request).
+    static func reviewQueue(on conn: PGConnection) throws {
+        CDCRMetrics.gauge("cdcr_review_open_items").set(to: Double(try ReconcileStore.queuedCount(on: conn)))
     }
 
     static func autoRepaired(table: TableName, rows: Int) {
