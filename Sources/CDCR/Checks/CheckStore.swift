@@ -7,11 +7,7 @@ import Foundation
 public enum CheckStore {
     /// `check-<UTC time>-<random>`, sortable by start time.
     public static func newRunID() -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMddHHmmss"
-        return "check-\(f.string(from: Date()))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        sortableRunID("check")
     }
 
     /// Inserts the run and its results (creating or upgrading the bookkeeping schema first).

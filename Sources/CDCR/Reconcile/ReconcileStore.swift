@@ -13,11 +13,7 @@ public enum ReconcileStore {
 
     /// `rec-<UTC time>-<random>`, sortable by start time.
     public static func newRunID(now: Date = Date()) -> String {
-        let f = DateFormatter()
-        f.locale = Locale(identifier: "en_US_POSIX")
-        f.timeZone = TimeZone(identifier: "UTC")
-        f.dateFormat = "yyyyMMddHHmmss"
-        return "rec-\(f.string(from: now))-\(String(UInt32.random(in: 0...UInt32.max), radix: 16))"
+        sortableRunID("rec", now: now)
     }
 
     /// Records that a run started (status `running`).

@@ -56,10 +56,7 @@ public final class Repairer {
         self.settings = settings
         self.logger = logger
         self.allowDelete = allowDelete
-        var rng = SystemRandomNumberGenerator()
-        let stamp = CivilTime.timestampString(micros: Int64(Date().timeIntervalSince1970 * 1_000_000)).prefix(19)
-            .filter { $0.isNumber }
-        runID = "repair-\(stamp)-\(String(rng.next() & 0xFFFF_FFFF, radix: 16))"
+        runID = sortableRunID("repair")
     }
 
     /// What would change, from the diff alone.
