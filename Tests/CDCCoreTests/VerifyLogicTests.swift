@@ -139,3 +139,39 @@ struct DescentDensityTests {
         #expect(!keyPrecedes(["7"], ["7"]))
     }
 }
+
+@Suite("verify descent: hash buckets")
+struct BucketLevelTests {
+    @Test("masks and root bits: the smallest power of two of at least the wanted buckets")
+    func rootBits() {
+        #expect(BucketLevel.mask(0) == 0 && BucketLevel.mask(11) == 2047 && BucketLevel.mask(62) == Int64.max >> 1)
+        #expect(BucketLevel.rootBits(estimatedRows: 10) == 1)
+        #expect(BucketLevel.rootBits(estimatedRows: 1_000_000) == 14)  // 16,384 buckets of 61 rows
+        #expect(BucketLevel.rootBits(estimatedRows: 65_536) == 10)
+        #expect(BucketLevel.rootBits(estimatedRows: 65_537) == 11)
+        #expect(BucketLevel.rootBits(estimatedRows: 10_000_000_000) == BucketLevel.maxRootBits)
+    }
+
+    @Test("children of about two rows, at least one more bit, at most maxChildren of them")
+    func childBits() {
+        // 488-row buckets: 8 more bits give 1.9 rows per child.
+        #expect(BucketLevel.childBits(bits: 11, parents: 118, averageRows: 488) == 19)
+        #expect(BucketLevel.childBits(bits: 11, parents: 118, averageRows: 3) == 12)
+        // 10,000 parents of 10,000 rows: 13 bits would make 82 million children; capped.
+        let capped = BucketLevel.childBits(bits: 13, parents: 10_000, averageRows: 10_000)
+        #expect(capped - 13 >= 1 && 10_000 << (capped - 13) <= BucketLevel.maxChildren)
+        #expect(BucketLevel.childBits(bits: 61, parents: 1, averageRows: 1_000_000) == BucketLevel.maxBits)
+    }
+
+    @Test("buckets suit tables of similar size; many differing root buckets give the descent up")
+    func suitsAndGivesUp() {
+        #expect(BucketLevel.suits(sourceRows: 1_000_000, targetRows: 999_980))
+        #expect(BucketLevel.suits(sourceRows: 5_000, targetRows: 3_500))
+        #expect(!BucketLevel.suits(sourceRows: 10_000_000, targetRows: 0))
+        #expect(!BucketLevel.suits(sourceRows: 10_000, targetRows: 4_000))
+        #expect(!BucketLevel.givesUp(differing: 121, buckets: 16_384, sourceRows: 1_000_000, targetRows: 999_981, summarizeRows: 1000))
+        #expect(BucketLevel.givesUp(differing: 9_000, buckets: 16_384, sourceRows: 1_000_000, targetRows: 1_000_000, summarizeRows: 1000))
+        // A stretch of 1,500 keys on one side may be summarised as a range.
+        #expect(BucketLevel.givesUp(differing: 20, buckets: 16_384, sourceRows: 1_000_000, targetRows: 998_500, summarizeRows: 1000))
+    }
+}

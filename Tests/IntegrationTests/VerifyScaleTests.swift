@@ -27,19 +27,27 @@ struct VerifyScaleTests {
     }
 
     @Test("text, uuid, composite and skewed keys: exact, with about as few rows fetched as a dense integer key",
-          arguments: [("id bigint", "i::bigint", "id"), ("k text", "md5(i::text)", "k"), ("u uuid", "md5(i::text || 'u')::uuid", "u"),
-                      ("a bigint, b int", "(i / 8)::bigint, (i % 8)::int", "a, b"),
+          arguments: [("id bigint", "i::bigint", "id", "key ranges"), ("k text", "md5(i::text)", "k", "hash buckets"),
+                      ("u uuid", "md5(i::text || 'u')::uuid", "u", "hash buckets"),
+                      ("a bigint, b int", "(i / 8)::bigint, (i % 8)::int", "a, b", "hash buckets"),
                       // Skewed: most keys packed near 0, a long sparse tail.
-                      ("s bigint", "(CASE WHEN i % 10 = 0 THEN i::bigint * 1000000 ELSE i::bigint END)", "s")])
-    func keyShapes(columns: String, exprs: String, key: String) throws {
+                      ("s bigint", "(CASE WHEN i % 10 = 0 THEN i::bigint * 1000000 ELSE i::bigint END)", "s", "hash buckets")])
+    func keyShapes(columns: String, exprs: String, key: String, descent: String) throws {
         let (p, expected) = try keyed(columns, exprs, key: key)
         let r = try CDCRProcess.run(["verify", "--json", "--table", "k", "--root-rows", "500"] + p.common)
         #expect(r.status == 2, "\(r.stderr)")
         #expect(try reportedDifferences(r.stdout) == expected, "\(columns)")
         let t = try #require(firstTable(try JSONParser.parse(r.stdout)))
+        // A dense integer key is cut into ranges arithmetically, any other key into hash buckets.
+        #expect(t["descent"]?.stringValue == descent, "\(columns)")
         // 16 differing rows: at most 10 × 16 rows fetched plus a fixed overhead, whatever the key.
         let fetched = t["rows_fetched"]?.int64Value ?? .max
         #expect(fetched <= 10 * 16 + 40, "\(columns): \(fetched) rows fetched for 16 differences")
+        // A predicate applies in every scan: the row excluded (equal on both sides) changes nothing.
+        let filtered = try CDCRProcess.run(["verify", "--json", "--table", "k", "--root-rows", "500", "--where", "v <> 'v8'"] + p.common)
+        #expect(try reportedDifferences(filtered.stdout) == expected, "\(columns) --where: \(filtered.stderr)")
+        let f = try #require(firstTable(try JSONParser.parse(filtered.stdout)))
+        #expect(f["source_rows"]?.int64Value == 19_999, "\(columns) --where")
     }
 
     @Test("a one-sided run of ranges is reported as a range with its count; repair copies it page by page, logged, undoable")
@@ -57,6 +65,8 @@ struct VerifyScaleTests {
         #expect(v.status == 2, "\(v.stderr)")
         let t = try #require(firstTable(try JSONParser.parse(v.stdout)))
         #expect(t["missing"]?.int64Value == 3000 && t["extra"]?.int64Value == 1500 && t["unlisted"]?.int64Value == 0, "\(v.stdout.prefix(600))")
+        // The sparse key would take hash buckets, but nearly every bucket differs: key ranges summarise.
+        #expect(t["descent"]?.stringValue == "key ranges")
         guard case let .array(ranges)? = t["ranges"], case let .array(rows)? = t["rows"] else { Issue.record("no ranges: \(v.stdout.prefix(600))"); return }
         // Most of each one-sided stretch is summarised; its edges, split off deeper, may be listed.
         let rangeMissing = ranges.reduce(0) { $0 + ($1["kind"]?.stringValue == "missing" ? $1["rows"]?.int64Value ?? 0 : 0) }

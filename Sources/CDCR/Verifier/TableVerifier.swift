@@ -30,6 +30,8 @@ public struct TableDiff: Sendable {
     /// How the descent went: ranges checksummed per level, rows compared row by row.
     public var rangesPerLevel: [Int] = []
     public var rowsFetched = 0
+    /// How the table was descended (sampled and incremental runs compare listed keys instead).
+    public var method: DescentMethod = .keyRanges
     /// A sampled verify: how the keys were drawn and the estimated mismatch rate (nil: every key).
     public var sample: SampleSummary?
     /// An incremental verify: the changed keys compared, and where they came from (nil: every key).
@@ -74,6 +76,14 @@ public struct TableDiff: Sendable {
     public func describe(_ key: KeyTexts) -> String {
         zip(keyNames, key).map { "\($0)=\($1)" }.joined(separator: ", ")
     }
+}
+
+/// How a full verify cut the tables into parts to compare (docs/RECONCILER.md).
+public enum DescentMethod: String, Sendable {
+    /// Key ranges: cut arithmetically (dense integer keys) or at sampled keys, split at their quantiles.
+    case keyRanges = "key ranges"
+    /// Buckets of the key's hash, split by more hash bits at each level: one sequential scan per level.
+    case hashBuckets = "hash buckets"
 }
 
 /// A key range whose rows are all on one side: every one is missing (source) or extra (target).
@@ -122,6 +132,8 @@ public final class TableVerifier {
     var rangesPerFetch = 200
     /// Ranges per checksum statement.
     var rangesPerChecksum = 1_024
+    /// False: never the hash-bucket descent (tests compare both descents).
+    var useBuckets = true
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
                 floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, listExtra: Bool = true,
@@ -169,29 +181,38 @@ public final class TableVerifier {
         try conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
     }
 
+    /// Chooses the descent: key ranges cut arithmetically for a dense integer key (its rows are
+    /// usually stored in key order, so range scans read the table sequentially); hash buckets for any
+    /// other key when both sides hold similar numbers of rows (one sequential scan per level,
+    /// whatever the key type or physical order); key ranges cut at sampled keys otherwise, or when
+    /// the buckets find the tables too far apart (ranges summarise one-sided stretches).
     private func descend(into diff: inout TableDiff) throws {
         let (source, target) = (self.source, self.target)
         let (se, te) = try concurrently({ try source.estimatedRows() }, { try target.estimatedRows() })
         let estimate = max(se, te)
         let rootCount = policy.rootRanges(estimatedRows: estimate)
-        var ranges = KeyRange.all.split(at: try rootBoundaries(count: rootCount, estimate: estimate, sampler: se >= te ? source : target))
+        if rootCount > 1 {
+            let (bs, bt) = try concurrently({ try source.integerKeyBounds() }, { try target.integerKeyBounds() })
+            if let (lo, hi) = DescentPolicy.union(bs, bt), let cuts = policy.equalWidthBoundaries(lo: lo, hi: hi, ranges: rootCount, estimatedRows: estimate) {
+                return try descendByRanges(into: &diff, root: KeyRange.all.split(at: cuts.map { [String($0)] }))
+            }
+            if useBuckets && BucketLevel.suits(sourceRows: se, targetRows: te),
+               try descendByBuckets(into: &diff, estimatedRows: estimate) {
+                return
+            }
+        }
+        let sampler = se >= te ? source : target
+        let root = rootCount > 1 ? try sampler.rootBoundaries(ranges: rootCount, estimatedRows: estimate) : []
+        try descendByRanges(into: &diff, root: KeyRange.all.split(at: root))
+    }
+
+    /// The range descent from the `root` ranges down.
+    private func descendByRanges(into diff: inout TableDiff, root: [KeyRange]) throws {
+        diff.method = .keyRanges
+        let (source, target) = (self.source, self.target)
+        var ranges = root
         trace("sampled \(ranges.count) ranges")
-        let spill = diff.spill
-        // Keys whose hashes differ, compared as whole rows `rowChunk` at a time.
-        var candidates: [KeyTexts] = []
-        func compareCandidates() throws {
-            try spill.append(contentsOf: compareRows(candidates))
-            candidates.removeAll(keepingCapacity: true)
-        }
-        // Past `maxListed` keys, differences are counted, not kept.
-        var listed = 0
-        func keep(_ keys: [KeyTexts], of total: Int, as kind: RowDifference, unlisted: inout Int, listing: Bool = true) throws {
-            let n = listing ? min(keys.count, max(0, maxListed - listed)) : 0
-            if case .different = kind { candidates += keys.prefix(n) } else { for key in keys.prefix(n) { try spill.append(key, kind) } }
-            listed += n
-            unlisted += total - n
-            if candidates.count >= rowChunk { try compareCandidates() }
-        }
+        let found = DifferenceCollector(self, spill: diff.spill)
         var level = 0
         while !ranges.isEmpty {
             // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
@@ -234,11 +255,7 @@ public final class TableVerifier {
             for slice in leaves.chunks(of: rangesPerFetch) {
                 let chunk = Array(slice)
                 let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
-                let found = differingKeys(source: hs, target: ht)
-                try keep(found.missing, of: found.missing.count, as: .missing, unlisted: &diff.unlistedMissing)
-                try keep(found.extra, of: found.extra.count, as: .extra, unlisted: &diff.unlistedExtra, listing: listExtra)
-                try keep(found.changed, of: found.changed.count, as: .different(columns: []), unlisted: &diff.unlistedDifferent)
-                diff.rowsFetched += hs.count + ht.count
+                try found.keepDiffering(source: hs, target: ht)
             }
             trace("leaves \(leaves.count)")
             // Runs of one-sided ranges larger than `summarizeRows` are reported as ranges, without a key.
@@ -250,12 +267,12 @@ public final class TableVerifier {
             for i in 0..<max(sourceOnly.count, targetOnly.count) {
                 let s = i < sourceOnly.count ? Array(sourceOnly[i]) : [], t = i < targetOnly.count ? Array(targetOnly[i]) : []
                 // Fetch only the keys that still fit the listing; the checksums already counted the rest.
-                let room = max(0, maxListed - listed)
+                let room = found.room
                 let extraRoom = listExtra ? room : 0
                 let (ks, kt) = try concurrently({ try source.keys(s.map(\.0), limit: room) }, { try target.keys(t.map(\.0), limit: extraRoom) })
-                try keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), as: .missing, unlisted: &diff.unlistedMissing)
-                try keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), as: .extra, unlisted: &diff.unlistedExtra, listing: listExtra)
-                diff.rowsFetched += ks.count + kt.count
+                try found.keep(ks, of: Int(s.reduce(0) { $0 + $1.1 }), as: .missing)
+                try found.keep(kt, of: Int(t.reduce(0) { $0 + $1.1 }), as: .extra, listing: listExtra)
+                found.rowsFetched += ks.count + kt.count
             }
 
             let policy = self.policy
@@ -268,12 +285,11 @@ public final class TableVerifier {
             for (i, (range, _)) in splitTarget.enumerated() { ranges += range.split(at: bt[i]) }
             level += 1
         }
-        try compareCandidates()
-        try spill.finish()
+        try found.finish(into: &diff)
         diff.ranges = Self.merged(diff.ranges.sorted { $0.range.precedes($1.range) })
         // A key can look missing in one range and extra in another when the sides order text keys
         // differently; such keys exist on both sides and are compared as rows.
-        if spill.missing > 0 && spill.extra > 0 { try resolveKeysOnBothSides(&diff) }
+        if diff.spill.missing > 0 && diff.spill.extra > 0 { try resolveKeysOnBothSides(&diff) }
         trace("rows compared")
     }
 
@@ -320,23 +336,10 @@ public final class TableVerifier {
         diff.spill = out
     }
 
-    private let traceStart = ContinuousClock.now
+    let traceStart = ContinuousClock.now
     /// Phase timings at debug level (`--log-level debug`), for tuning the descent.
-    private func trace(_ what: String) {
+    func trace(_ what: String) {
         logger.debug("verify phase", metadata: ["table": "\(pair.source.name)", "phase": "\(what)", "elapsed": "\(ContinuousClock.now - traceStart)"])
-    }
-
-    /// Keys cutting the whole table into about `count` ranges of similar size. A dense integer key
-    /// (at least half of its span occupied, so no equal-width range can hold more than about twice the
-    /// average) is cut arithmetically from its bounds; any other key at keys sampled from `sampler`.
-    func rootBoundaries(count: Int, estimate: Int64, sampler: VerifySide) throws -> [KeyTexts] {
-        guard count > 1 else { return [] }
-        let (source, target) = (self.source, self.target)
-        let (bs, bt) = try concurrently({ try source.integerKeyBounds() }, { try target.integerKeyBounds() })
-        if let (lo, hi) = DescentPolicy.union(bs, bt), let cuts = policy.equalWidthBoundaries(lo: lo, hi: hi, ranges: count, estimatedRows: estimate) {
-            return cuts.map { [String($0)] }
-        }
-        return try sampler.rootBoundaries(ranges: count, estimatedRows: estimate)
     }
 
     /// Fetches the rows of `keys` from both sides and compares them column by column.

@@ -35,7 +35,7 @@ extension VerifyReport {
             write((n == 0 ? "" : ",") + "{\"table\":\(JSONValue.string(t.source.description).serialized),\"target_table\":\(JSONValue.string(t.target.description).serialized),"
                 + "\"source_rows\":\(t.sourceRows),\"target_rows\":\(t.targetRows),\"missing\":\(t.missing),\"extra\":\(t.extra),\"different\":\(t.different),"
                 + "\"unlisted\":\(t.unlisted),\"settled\":\(t.settled),\"duration_seconds\":\(seconds(t.duration)),\"consistent\":\(t.isConsistent),"
-                + "\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
+                + "\"descent\":\(JSONValue.string(t.method.rawValue).serialized),\"ranges_per_level\":[" + t.rangesPerLevel.map(String.init).joined(separator: ",") + "],\"rows_fetched\":\(t.rowsFetched),"
                 + "\"notes\":[" + t.notes.map { JSONValue.string($0).serialized }.joined(separator: ",") + "]" + t.modeJSON + ","
                 + "\"ranges\":[" + t.ranges.map { t.rangeJSON($0) }.joined(separator: ",") + "],\"rows\":[")
             var first = true
