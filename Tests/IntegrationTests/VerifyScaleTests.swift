@@ -104,6 +104,42 @@ struct VerifyScaleTests {
         #expect(try Expect.count(p.tgt, "SELECT count(*) FROM public.items WHERE id > 10000 AND v = 'x'") == 1500)
     }
 
+    @Test("a stretch where nearly every row differs is reported as one range with its counts; repair fixes it, keys listed elsewhere too")
+    func nearlyAllDiffer() throws {
+        let p = try PlantedPair(try TestPostgres.sharedCluster())
+        try p.both("CREATE TABLE public.items (id bigint PRIMARY KEY, v text)")
+        try p.both("INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(1, 20000) i; ANALYZE public.items")
+        // A botched batch: rows 5,001–10,000 hold other values, one in a hundred of them gone, plus 3 scattered changes.
+        try p.tgt.execute("""
+            UPDATE public.items SET v = 'stale' WHERE id BETWEEN 5001 AND 10000;
+            DELETE FROM public.items WHERE id BETWEEN 5001 AND 10000 AND id % 100 = 0;
+            UPDATE public.items SET v = 'x' WHERE id IN (17, 12345, 19999); ANALYZE public.items
+            """)
+        let common = ["--table", "items"] + p.common
+        let v = try CDCRProcess.run(["verify", "--json"] + common)
+        #expect(v.status == 2, "\(v.stderr)")
+        let t = try #require(firstTable(try JSONParser.parse(v.stdout)))
+        #expect(t["missing"]?.int64Value == 50 && t["different"]?.int64Value == 4953 && t["extra"]?.int64Value == 0, "\(v.stdout.prefix(800))")
+        guard case let .array(ranges)? = t["ranges"], case let .array(rows)? = t["rows"] else { Issue.record("no ranges: \(v.stdout.prefix(600))"); return }
+        let summarised = ranges.filter { $0["kind"]?.stringValue == "different" }
+        let inRanges = summarised.reduce(0) { $0 + ($1["rows"]?.int64Value ?? 0) }
+        // The stretch's edges, split off deeper, may be listed; its bulk is one range, the 3 scattered rows are listed.
+        #expect(inRanges >= 4000, "\(ranges)")
+        #expect(Int64(rows.count) == 5003 - inRanges, "every difference either listed or in a range")
+        #expect(rows.contains { $0["key"]?["id"]?.stringValue == "12345" })
+        let text = try CDCRProcess.run(["verify"] + common)
+        #expect(text.stdout.contains("nearly all differ"), "\(text.stdout)")
+
+        let printed = try CDCRProcess.run(["repair", "--print"] + common)
+        #expect(printed.stdout.components(separatedBy: "UPDATE \"public\".\"items\"").count - 1 == 4953, "\(printed.stdout.prefix(400))")
+        #expect(printed.stdout.components(separatedBy: "INSERT INTO").count - 1 == 50)
+        let fixed = try CDCRProcess.run(["repair", "--execute", "--json"] + common)
+        #expect(fixed.status == 0, "\(fixed.stdout) \(fixed.stderr)")
+        let f = try #require(firstTable(try JSONParser.parse(fixed.stdout)))
+        #expect(f["inserted"]?.int64Value == 50 && f["updated"]?.int64Value == 4953, "\(fixed.stdout)")
+        #expect(try CDCRProcess.run(["verify"] + common).status == 0)
+    }
+
     @Test("the spill: differences beyond one run go to disk as sorted runs and come back merged in key order")
     func spillOrder() throws {
         let spill = DifferenceSpill(keyCount: 2, runSize: 7)

@@ -9,9 +9,10 @@ public enum BucketLevel {
     /// A differing bucket with at most this many rows is compared row by row: splitting it would
     /// cost one more scan of the table for a few rows fewer fetched.
     public static let leafRows: Int64 = 16
-    /// Above this share of differing root buckets the descent gives up for the range descent: most
-    /// rows would be visited again, level after level.
-    public static let maxDifferingShare = 0.5
+    /// Above this share of differing root buckets the descent gives up for the range descent: the
+    /// tables differ in many rows, and key ranges can summarise stretches of them (one-sided, or
+    /// nearly all differing) where buckets would list every key.
+    public static let maxDifferingShare = 0.1
     /// Rows per root bucket aimed at, and most root buckets (groups a root statement returns per side).
     public static let rootRows: Int64 = 64
     public static let maxRootBits = 17

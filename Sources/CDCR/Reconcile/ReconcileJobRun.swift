@@ -208,7 +208,7 @@ public final class ReconcileJobRun {
         }
         let candidates = undecided.map { rows[$0] }
         let plan = ConflictPolicy.plan(candidates, policy: policy, repair: job.repair, tableRows: max(diff.sourceRows, diff.targetRows),
-                                       unlisted: diff.unlisted + diff.rangeMissing + diff.rangeExtra, targetNewer: { newer.indices.contains($0) && newer[$0] })
+                                       unlisted: diff.unlisted + diff.rangeRows, targetNewer: { newer.indices.contains($0) && newer[$0] })
         try record(plan, candidates: candidates, ids: undecided.map { recorded.ids[$0] }, diff: diff, policy: policy, verify: verify, store: store)
         // With rows only counted or summarised in ranges, a row not listed this time may still
         // differ: nothing is resolved.

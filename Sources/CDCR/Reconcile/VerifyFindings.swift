@@ -31,7 +31,7 @@ enum VerifyFindings {
         return out
     }
 
-    /// Verify's one-sided ranges as findings: one per range, keyed by its bounds (so the same
+    /// Verify's summarised ranges (one-sided, or nearly all differing) as findings: one per range, keyed by its bounds (so the same
     /// stretch is followed across runs), its row count in the digest. Never repaired row by row:
     /// they are mass drift by nature, for a person and `cdcr repair` (which copies ranges page by page).
     static func ranges(of diff: TableDiff) -> [Finding] {
@@ -39,7 +39,7 @@ enum VerifyFindings {
             let bounds = JSONValue.array([r.range.lo.map { .array($0.map(JSONValue.string)) } ?? .null,
                                           r.range.hi.map { .array($0.map(JSONValue.string)) } ?? .null])
             var f = Finding(table: diff.source, targetTable: diff.target, rowKeyJSON: nil, keyText: "range:" + bounds.serialized,
-                            kind: r.side == .source ? .missing : .extra)
+                            kind: r.side == .source ? .missing : r.side == .target ? .extra : .different)
             f.digest = diff.describe(r)
             f.sourceValuesJSON = diff.rangeJSON(r)
             return f

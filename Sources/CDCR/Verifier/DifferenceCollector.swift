@@ -35,11 +35,15 @@ final class DifferenceCollector {
 
     /// Both sides' key → row hash of the same rows: the keys on one side only and those whose hashes differ.
     func keepDiffering(source: [KeyTexts: Int64], target: [KeyTexts: Int64]) throws {
-        let found = differingKeys(source: source, target: target)
+        try keep(differingKeys(source: source, target: target), fetched: source.count + target.count)
+    }
+
+    /// What `differingKeys` found in `fetched` key/hash rows.
+    func keep(_ found: (missing: [KeyTexts], extra: [KeyTexts], changed: [KeyTexts]), fetched: Int) throws {
         try keep(found.missing, of: found.missing.count, as: .missing)
         try keep(found.extra, of: found.extra.count, as: .extra, listing: verifier.listExtra)
         try keep(found.changed, of: found.changed.count, as: .different(columns: []))
-        rowsFetched += source.count + target.count
+        rowsFetched += fetched
     }
 
     private func compareCandidates() throws {

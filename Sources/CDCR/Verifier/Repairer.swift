@@ -76,7 +76,7 @@ public final class Repairer {
         var total = RepairResult(table: diff.source)
         var failed: [String: String] = [:]
         while true {
-            progress("repairing \(diff.listed + diff.rangeMissing + diff.rangeExtra) of \(diff.listed + diff.rangeMissing + diff.rangeExtra + diff.unlisted) differing rows")
+            progress("repairing \(diff.listed + diff.rangeRows) of \(diff.listed + diff.rangeRows + diff.unlisted) differing rows")
             let round = try execute(diff)
             total.inserted += round.inserted; total.updated += round.updated; total.deleted += round.deleted
             total.alreadyEqual += round.alreadyEqual
@@ -130,27 +130,47 @@ public final class Repairer {
         try diff.differenceBatches(of: batchSize) { try repair($0.map(\.key)) }
         // A summarised range is copied (or deleted) page by page in key order: each page is a batch
         // like the listed ones (locks, fresh source rows, ledger, repair log), so undo covers it too.
+        // A range where nearly all rows differ: the source's keys first (copied or updated), then the
+        // target's keys the source lacks (deleted).
         for r in diff.ranges {
-            if r.side == .target && !allowDelete {
-                result.keptExtra += Int(r.rows)
+            if r.side != .target { try forEachKeyPage(of: r, on: .source, pair: pair) { try repair($0) } }
+            guard r.side != .source else { continue }
+            if !allowDelete {
+                result.keptExtra += Int(r.extra)
                 continue
             }
-            try forEachKeyPage(of: r, pair: pair) { try repair($0) }
+            try forEachKeyPage(of: r, on: .target, pair: pair) { keys in
+                if r.side == nil { try repair(try self.absentFromSource(keys, pair: pair)) } else { try repair(keys) }
+            }
         }
         return result
     }
 
-    /// The keys of a summarised range, `batchSize` at a time in key order, read from the side that
-    /// has its rows (the source for missing rows, the target for extra ones) as it is now.
-    func forEachKeyPage(of r: RangeDifference, pair: TablePair, _ body: ([KeyTexts]) throws -> Void) throws {
-        let side = VerifySide(r.side, conn: r.side == .source ? run.source : run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil)
+    /// The keys of a summarised range, `batchSize` at a time in key order, read from `side` as it
+    /// is now (the source for missing and differing rows, the target for extra ones).
+    func forEachKeyPage(of r: RangeDifference, on side: Side, pair: TablePair, _ body: ([KeyTexts]) throws -> Void) throws {
+        let reader = VerifySide(side, conn: side == .source ? run.source : run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil)
         var after: KeyTexts?
         while true {
-            let keys = try side.keyPage(in: r.range, after: after, limit: batchSize)
+            let keys = try reader.keyPage(in: r.range, after: after, limit: batchSize)
             guard let last = keys.last else { return }
             try body(keys)
             after = last
         }
+    }
+
+    /// Those of `keys` with no row in the source (now).
+    func absentFromSource(_ keys: [KeyTexts], pair: TablePair) throws -> [KeyTexts] {
+        let present = try VerifySide(.source, conn: run.source, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
+        return keys.filter { present[$0] == nil }
+    }
+
+    /// `keys` classified against both sides now: missing in the target, different, or extra; equal ones left out.
+    func classified(_ keys: [KeyTexts], pair: TablePair) throws -> [ListedDifference] {
+        let s = try VerifySide(.source, conn: run.source, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
+        let t = try VerifySide(.target, conn: run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
+        let comparator = RowComparator(columns: pair.columns, floatTolerance: nil)
+        return keys.compactMap { key in comparator.compare(source: s[key], target: t[key]).map { (key: key, difference: $0) } }
     }
 
     private func repairBatch(_ keys: [KeyTexts], pair: TablePair, applier: BatchApplier) throws -> RepairResult {
@@ -213,7 +233,7 @@ public final class Repairer {
         let pair = try TablePair.resolve(source: diff.source, target: diff.target, only: nil, sourceConn: run.source, targetConn: run.target)
         let rows = RepairRows(pair: pair)
         let table = pair.target
-        var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.listed + diff.rangeMissing + diff.rangeExtra) differing rows\n"
+        var out = "-- cdcr repair --print: \(diff.source) → \(diff.target), \(diff.listed + diff.rangeRows) differing rows\n"
         out += "-- Applying this by hand bypasses cdcr's ledger, version guard and repair log; prefer cdcr repair --execute.\n"
         if unlistedToFix(diff) > 0 { out += "-- \(unlistedToFix(diff)) more differing rows are beyond --max-differences and not in this script.\n" }
         func literal(_ value: String?, _ column: String) -> String {
@@ -255,7 +275,11 @@ public final class Repairer {
             if r.side == .source {
                 // Rows of another database: one INSERT per row, read page by page.
                 out += "-- \(r.rows) rows only in the source, as one range:\n"
-                try forEachKeyPage(of: r, pair: pair) { keys in try statements(keys.map { ($0, .missing) }) }
+                try forEachKeyPage(of: r, on: .source, pair: pair) { keys in try statements(keys.map { ($0, .missing) }) }
+            } else if r.side == nil {
+                out += "-- \(r.rows) rows differing in one range (\(r.missing) missing, \(r.extra) extra, \(r.different) different):\n"
+                try forEachKeyPage(of: r, on: .source, pair: pair) { keys in try statements(try self.classified(keys, pair: pair)) }
+                try forEachKeyPage(of: r, on: .target, pair: pair) { keys in try statements(try self.absentFromSource(keys, pair: pair).map { ($0, .extra) }) }
             } else {
                 let keys = "(" + pair.keyColumns.enumerated().map { quoteIdentifier($1.name) + (pair.keyCollateC[$0] ? " COLLATE \"C\"" : "") }
                     .joined(separator: ", ") + ")"

@@ -17,8 +17,9 @@ public struct TableDiff: Sendable {
     /// The differing keys listed, with what differs: at most `VerifyOptions.maxDifferences`; the
     /// rest are only counted in `unlisted…`.
     public internal(set) var spill: DifferenceSpill
-    /// Key ranges whose rows are all on one side, reported by their counts instead of key by key
-    /// (more than `VerifyOptions.summarizeRows` rows); `repair` copies or deletes them range by range.
+    /// Key ranges reported by their counts instead of key by key (more than
+    /// `VerifyOptions.summarizeRows` differing rows): all on one side, or nearly all differing;
+    /// `repair` copies or deletes them range by range.
     public internal(set) var ranges: [RangeDifference] = []
     /// Differences beyond the listing cap, counted but not kept (memory stays bounded however far
     /// the tables drifted). Different rows among them are counted by row hash.
@@ -44,13 +45,15 @@ public struct TableDiff: Sendable {
         spill = DifferenceSpill(keyCount: keyNames.count)
     }
 
-    /// Rows in ranges summarised as only in the source / only in the target.
-    public var rangeMissing: Int { Int(ranges.reduce(Int64(0)) { $0 + ($1.side == .source ? $1.rows : 0) }) }
-    public var rangeExtra: Int { Int(ranges.reduce(Int64(0)) { $0 + ($1.side == .target ? $1.rows : 0) }) }
+    /// Rows in summarised ranges only in the source / only in the target / differing in both.
+    public var rangeMissing: Int { Int(ranges.reduce(Int64(0)) { $0 + $1.missing }) }
+    public var rangeExtra: Int { Int(ranges.reduce(Int64(0)) { $0 + $1.extra }) }
+    public var rangeDifferent: Int { Int(ranges.reduce(Int64(0)) { $0 + $1.different }) }
+    public var rangeRows: Int { rangeMissing + rangeExtra + rangeDifferent }
 
     public var missing: Int { unlistedMissing + spill.missing + rangeMissing }
     public var extra: Int { unlistedExtra + spill.extra + rangeExtra }
-    public var different: Int { unlistedDifferent + spill.different }
+    public var different: Int { unlistedDifferent + spill.different + rangeDifferent }
     public var unlisted: Int { unlistedMissing + unlistedExtra + unlistedDifferent }
     /// Differing keys listed one by one (not counting `ranges` and `unlisted`).
     public var listed: Int { spill.count }
@@ -86,20 +89,47 @@ public enum DescentMethod: String, Sendable {
     case hashBuckets = "hash buckets"
 }
 
-/// A key range whose rows are all on one side: every one is missing (source) or extra (target).
+/// A key range reported by its counts instead of key by key: its rows are all on one side (every
+/// one missing or extra), or both sides have rows and nearly all of them differ.
 public struct RangeDifference: Sendable, Equatable {
     public let range: KeyRange
-    /// The side that has the rows.
-    public let side: Side
-    public let rows: Int64
+    /// The side that has the rows; nil when both have rows, nearly all differing.
+    public let side: Side?
+    /// The range's differences: in the source only, in the target only, in both with other values.
+    public let missing: Int64, extra: Int64, different: Int64
 
+    /// A one-sided range of `rows` rows.
     public init(range: KeyRange, side: Side, rows: Int64) {
         self.range = range
         self.side = side
-        self.rows = rows
+        (missing, extra, different) = side == .source ? (rows, 0, 0) : (0, rows, 0)
     }
 
-    public var difference: RowDifference { side == .source ? .missing : .extra }
+    /// A range where both sides have rows and nearly all differ, with the counts found.
+    public init(range: KeyRange, missing: Int64, extra: Int64, different: Int64) {
+        self.range = range
+        side = nil
+        (self.missing, self.extra, self.different) = (missing, extra, different)
+    }
+
+    /// Rows that differ in the range.
+    public var rows: Int64 { missing + extra + different }
+
+    public var difference: RowDifference {
+        switch side {
+        case .source: .missing
+        case .target: .extra
+        case nil: .different(columns: [])
+        }
+    }
+
+    /// Two ranges that meet, of the same kind, as one.
+    func joined(_ next: RangeDifference) -> RangeDifference? {
+        guard side == next.side, let hi = range.hi, hi == next.range.lo else { return nil }
+        let range = KeyRange(lo: self.range.lo, hi: next.range.hi)
+        if let side { return RangeDifference(range: range, side: side, rows: rows + next.rows) }
+        return RangeDifference(range: range, missing: missing + next.missing, extra: extra + next.extra, different: different + next.different)
+    }
 }
 
 /// `{"id":"7"}`: key column names to the key's canonical texts, as a JSON object.
@@ -251,19 +281,31 @@ public final class TableVerifier {
             trace("level \(level) ranges \(ranges.count)")
             progress("level \(level): \(ranges.count) ranges, \(ranges.count - leaves.count - onlySource.count - onlyTarget.count - splitSource.count - splitTarget.count) equal, \(leaves.count + onlySource.count + onlyTarget.count) compared row by row, \(splitSource.count + splitTarget.count) split further")
 
-            // Bounded statements: at most `rangesPerFetch` ranges (≤ `bulkLeafRows` rows each, or one-sided) at a time.
-            for slice in leaves.chunks(of: rangesPerFetch) {
-                let chunk = Array(slice)
-                let (hs, ht) = try concurrently({ try source.rowHashes(chunk) }, { try target.rowHashes(chunk) })
-                try found.keepDiffering(source: hs, target: ht)
-            }
-            trace("leaves \(leaves.count)")
             // Runs of one-sided ranges larger than `summarizeRows` are reported as ranges, without a key.
             let (sourceRuns, targetRuns) = (Self.runs(onlySource), Self.runs(onlyTarget))
             diff.ranges += sourceRuns.filter { $0.1 > summarizeRows }.map { RangeDifference(range: $0.0, side: .source, rows: $0.1) }
             diff.ranges += targetRuns.filter { $0.1 > summarizeRows }.map { RangeDifference(range: $0.0, side: .target, rows: $0.1) }
-            let sourceOnly = sourceRuns.filter { $0.1 <= summarizeRows }.chunks(of: rangesPerFetch)
-            let targetOnly = targetRuns.filter { $0.1 <= summarizeRows }.chunks(of: rangesPerFetch)
+            var smallSource = sourceRuns.filter { $0.1 <= summarizeRows }, smallTarget = targetRuns.filter { $0.1 <= summarizeRows }
+            // While the listing has room for all of them, the smaller one-sided runs go with the
+            // leaves, in key order: a stretch where nearly every row differs (changed rows between
+            // missing ones) is one run.
+            var fetched = leaves
+            if smallSource.reduce(0, { $0 + $1.1 }) + smallTarget.reduce(0, { $0 + $1.1 }) <= Int64(found.room) {
+                fetched += smallSource.map(\.0) + smallTarget.map(\.0)
+                (smallSource, smallTarget) = ([], [])
+            }
+            // Bounded statements: at most `rangesPerFetch` ranges (≤ `bulkLeafRows` rows each, or ≤ `summarizeRows` one-sided) at a time.
+            let runs = LeafRuns(found: found, summarizeRows: summarizeRows)
+            for slice in fetched.sorted(by: { $0.precedes($1) }).chunks(of: rangesPerFetch) {
+                let chunk = Array(slice)
+                let (hs, ht) = try concurrently({ try source.rowHashesPerRange(chunk) }, { try target.rowHashesPerRange(chunk) })
+                for i in chunk.indices { try runs.add(chunk[i], source: hs[i], target: ht[i]) }
+            }
+            try runs.finish()
+            diff.ranges += runs.ranges
+            trace("leaves \(leaves.count)")
+            // Otherwise they are listed as far as the listing goes, the rest counted from their checksums.
+            let sourceOnly = smallSource.chunks(of: rangesPerFetch), targetOnly = smallTarget.chunks(of: rangesPerFetch)
             for i in 0..<max(sourceOnly.count, targetOnly.count) {
                 let s = i < sourceOnly.count ? Array(sourceOnly[i]) : [], t = i < targetOnly.count ? Array(targetOnly[i]) : []
                 // Fetch only the keys that still fit the listing; the checksums already counted the rest.
@@ -310,11 +352,7 @@ public final class TableVerifier {
     static func merged(_ sorted: [RangeDifference]) -> [RangeDifference] {
         var out: [RangeDifference] = []
         for r in sorted {
-            if let last = out.last, last.side == r.side, let hi = last.range.hi, hi == r.range.lo {
-                out[out.count - 1] = RangeDifference(range: KeyRange(lo: last.range.lo, hi: r.range.hi), side: r.side, rows: last.rows + r.rows)
-            } else {
-                out.append(r)
-            }
+            if let last = out.last, let both = last.joined(r) { out[out.count - 1] = both } else { out.append(r) }
         }
         return out
     }

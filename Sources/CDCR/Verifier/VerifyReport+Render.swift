@@ -111,13 +111,20 @@ extension TableDiff {
     func describe(_ r: RangeDifference) -> String {
         let from = r.range.lo.map { "from \(describe($0))" } ?? "from the start"
         let to = r.range.hi.map { "to \(describe($0)) (excluded)" } ?? "to the end"
-        return "\(r.difference.symbol) \(r.rows) rows \(from) \(to): only in the \(r.side == .source ? "source" : "target") (a range, not listed key by key)"
+        let what = switch r.side {
+        case .source?: "only in the source"
+        case .target?: "only in the target"
+        case nil: "nearly all differ (\(r.missing) missing, \(r.extra) extra, \(r.different) different)"
+        }
+        return "\(r.difference.symbol) \(r.rows) rows \(from) \(to): \(what) (a range, not listed key by key)"
     }
 
-    /// `{"kind":"missing","from":{"id":"1"},"to":null,"rows":500000}`.
+    /// `{"kind":"missing","from":{"id":"1"},"to":null,"rows":500000}`; a range where nearly all rows
+    /// differ is kind `different` with its `missing`, `extra` and `different` counts.
     func rangeJSON(_ r: RangeDifference) -> String {
         "{\"kind\":\(JSONValue.string(r.difference.kind).serialized),\"from\":\(r.range.lo.map(keyJSON) ?? "null"),"
-            + "\"to\":\(r.range.hi.map(keyJSON) ?? "null"),\"rows\":\(r.rows)}"
+            + "\"to\":\(r.range.hi.map(keyJSON) ?? "null"),\"rows\":\(r.rows)"
+            + (r.side == nil ? ",\"missing\":\(r.missing),\"extra\":\(r.extra),\"different\":\(r.different)}" : "}")
     }
 
     var unlistedNote: String {

@@ -180,11 +180,16 @@ public final class VerifySide: @unchecked Sendable {
 
     /// Key → row hash of every row in `ranges`.
     public func rowHashes(_ ranges: [KeyRange]) throws -> [KeyTexts: Int64] {
-        guard !ranges.isEmpty else { return [:] }
+        try rowHashesPerRange(ranges).reduce(into: [:]) { all, one in all.merge(one) { a, _ in a } }
+    }
+
+    /// Key → row hash of the rows of each range, in the order of `ranges`.
+    public func rowHashesPerRange(_ ranges: [KeyRange]) throws -> [[KeyTexts: Int64]] {
+        guard !ranges.isEmpty else { return [] }
         let (sql, params) = overRanges(ranges, select: "\(canonicalKeys), \(rowHash)")
-        var out: [KeyTexts: Int64] = [:]
+        var out = [[KeyTexts: Int64]](repeating: [:], count: ranges.count)
         for r in try conn.query(sql, params).rows {
-            out[r[1...(pair.keyCount)].map { $0 ?? "" }] = Int64(r[pair.keyCount + 1]!)!
+            out[Int(r[0]!)!][r[1...(pair.keyCount)].map { $0 ?? "" }] = Int64(r[pair.keyCount + 1]!)!
         }
         return out
     }
