@@ -37,9 +37,18 @@ struct VerifyLogicTests {
     }
 
     @Test("dense integer keys are cut arithmetically; sparse ones are left to sampling")
-    func equalWidth() {
-        let cuts = policy.equalWidthBoundaries(lo: 1, hi: 1_000, ranges: 4, estimatedRows: 1_000)
-        #expect(cuts == [251, 501, 751])
+    func equalWidth() throws {
+        let cuts = try #require(policy.equalWidthBoundaries(lo: 1, hi: 1_000, ranges: 4, estimatedRows: 1_000))
+        #expect(cuts.cuts == [251, 501, 751] && cuts.width == 250)
+        // The computed range index agrees with the cuts: range j is [cut j, cut j+1).
+        let ranges = KeyRange.all.split(at: cuts.cuts.map { [String($0)] })
+        for key in [Int64(-5), 1, 250, 251, 500, 501, 750, 751, 1_000, 5_000] {
+            let j = cuts.index(of: key)
+            #expect((ranges[j].lo.map { Int64($0[0])! <= key } ?? true) && (ranges[j].hi.map { key < Int64($0[0])! } ?? true), "key \(key) in range \(j)")
+        }
+        // A span that does not divide evenly: the last cut stays inside it.
+        let uneven = try #require(policy.equalWidthBoundaries(lo: 10, hi: 1_009, ranges: 3, estimatedRows: 1_000))
+        #expect(uneven.cuts == [344, 678] && uneven.index(of: 1_009) == 2 && uneven.index(of: 343) == 0)
         #expect(policy.equalWidthBoundaries(lo: 1, hi: 1_000_000_000, ranges: 4, estimatedRows: 1_000) == nil)
         #expect(DescentPolicy.union((5, 9), (1, 7))! == (1, 9))
         #expect(DescentPolicy.union(nil, nil) == nil)

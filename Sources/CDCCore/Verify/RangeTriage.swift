@@ -130,20 +130,16 @@ public struct DescentPolicy: Sendable, Equatable {
         return Int(min(Int64(maxRootRanges), max(2, estimatedRows / rowsPerRootRange)))
     }
 
-    /// Equal-width cuts of the integer key span [lo, hi] into `ranges`, when the key is dense enough
-    /// (`estimatedRows` fill at least half of the span); nil means "sample boundaries instead".
-    public func equalWidthBoundaries(lo: Int64, hi: Int64, ranges: Int, estimatedRows: Int64) -> [Int64]? {
+    /// Equal-width cuts of the integer key span [lo, hi] into at most `ranges`, when the key is dense
+    /// enough (`estimatedRows` fill at least half of the span); nil means "sample boundaries instead".
+    public func equalWidthBoundaries(lo: Int64, hi: Int64, ranges: Int, estimatedRows: Int64) -> EqualWidthCuts? {
         guard hi > lo, ranges > 1 else { return nil }
         let span = Double(hi) - Double(lo) + 1
-        guard Double(estimatedRows) >= span / 2 else { return nil }
-        let width = span / Double(ranges)
-        guard width >= 1 else { return nil }
-        var cuts: [Int64] = []
-        for i in 1..<ranges {
-            let cut = lo + Int64((Double(i) * width).rounded(.down))
-            if cut > (cuts.last ?? lo) { cuts.append(cut) }
-        }
-        return cuts
+        guard Double(estimatedRows) >= span / 2, span >= Double(ranges) else { return nil }
+        // Dense, so the span is at most twice the row count and fits in an Int64.
+        let width = (hi - lo + 1 + Int64(ranges) - 1) / Int64(ranges)
+        let cuts = (1..<ranges).map { lo + Int64($0) * width }.filter { $0 <= hi }
+        return EqualWidthCuts(lo: lo, width: width, cuts: cuts)
     }
 
     /// The union of two optional closed spans.
@@ -158,4 +154,19 @@ public struct DescentPolicy: Sendable, Equatable {
 
     /// Every how many keys of a range of `rows` rows to take a boundary so it splits into ~`fanout`.
     public func sampleStep(rows: Int64) -> Int64 { max(1, (rows + Int64(fanout) - 1) / Int64(fanout)) }
+}
+
+/// Cuts of an integer key span every `width` keys from `lo`: range 0 is (−∞, lo + width), range j
+/// [lo + j·width, lo + (j+1)·width), the last one open above. A key's range is computed, not
+/// searched, so the root level can group a sequential scan by it.
+public struct EqualWidthCuts: Sendable, Equatable {
+    public let lo: Int64
+    public let width: Int64
+    public let cuts: [Int64]
+
+    /// The index of the range holding `key` (how many cuts are ≤ key): what the root statement's
+    /// `least(greatest((k - lo) / width, 0), cuts)` computes.
+    public func index(of key: Int64) -> Int {
+        key < lo ? 0 : Int(min(Int64(cuts.count), (key - lo) / width))
+    }
 }

@@ -224,7 +224,7 @@ public final class TableVerifier {
         if rootCount > 1 {
             let (bs, bt) = try concurrently({ try source.integerKeyBounds() }, { try target.integerKeyBounds() })
             if let (lo, hi) = DescentPolicy.union(bs, bt), let cuts = policy.equalWidthBoundaries(lo: lo, hi: hi, ranges: rootCount, estimatedRows: estimate) {
-                return try descendByRanges(into: &diff, root: KeyRange.all.split(at: cuts.map { [String($0)] }))
+                return try descendByRanges(into: &diff, root: KeyRange.all.split(at: cuts.cuts.map { [String($0)] }), arithmetic: cuts)
             }
             if useBuckets && BucketLevel.suits(sourceRows: se, targetRows: te),
                try descendByBuckets(into: &diff, estimatedRows: estimate) {
@@ -236,8 +236,9 @@ public final class TableVerifier {
         try descendByRanges(into: &diff, root: KeyRange.all.split(at: root))
     }
 
-    /// The range descent from the `root` ranges down.
-    private func descendByRanges(into diff: inout TableDiff, root: [KeyRange]) throws {
+    /// The range descent from the `root` ranges down; `arithmetic`: the root ranges are these
+    /// equal-width cuts, checksummed in one sequential scan per side instead of a range scan each.
+    private func descendByRanges(into diff: inout TableDiff, root: [KeyRange], arithmetic: EqualWidthCuts? = nil) throws {
         diff.method = .keyRanges
         let (source, target) = (self.source, self.target)
         var ranges = root
@@ -248,7 +249,12 @@ public final class TableVerifier {
             // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
             var cs: [RangeChecksum] = [], ct: [RangeChecksum] = []
             var sourceRows: Int64 = 0, targetRows: Int64 = 0
-            for slice in ranges.chunks(of: rangesPerChecksum) {
+            if level == 0, let cuts = arithmetic {
+                (cs, ct) = try concurrently({ try source.checksums(cuts) }, { try target.checksums(cuts) })
+                sourceRows = cs.reduce(0) { $0 + $1.count }
+                targetRows = ct.reduce(0) { $0 + $1.count }
+            }
+            for slice in ranges.chunks(of: rangesPerChecksum) where !(level == 0 && arithmetic != nil) {
                 let chunk = Array(slice)
                 let (s, t) = try concurrently({ try source.checksums(chunk) }, { try target.checksums(chunk) })
                 cs += s

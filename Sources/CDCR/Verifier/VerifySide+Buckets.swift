@@ -63,4 +63,18 @@ extension VerifySide {
         }
         return (children, rows)
     }
+
+    /// Row count and hash sum of each range of `cuts` (a dense integer key), grouped in one
+    /// sequential scan: the range index is computed from the key, as `EqualWidthCuts.index(of:)` does.
+    /// Every key lies in [lo, hi] of the same snapshot, so `k - lo` cannot overflow.
+    public func checksums(_ cuts: EqualWidthCuts) throws -> [RangeChecksum] {
+        let k = "(\(keyColumns[0].ref))::int8"
+        let sql = """
+            SELECT least(greatest((\(k) - \(cuts.lo)) / \(cuts.width), 0), \(cuts.cuts.count)), count(*), sum(\(rowHash))::text
+            FROM \(table.name.quoted) t WHERE true\(whereClause) GROUP BY 1
+            """
+        var out = [RangeChecksum](repeating: .empty, count: cuts.cuts.count + 1)
+        for r in try conn.query(sql).rows { out[Int(r[0]!)!] = RangeChecksum(count: Int64(r[1]!)!, sum: r[2] ?? "0") }
+        return out
+    }
 }
