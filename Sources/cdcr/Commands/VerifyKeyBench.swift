@@ -78,6 +78,7 @@ struct VerifyKeyBench {
         var cdcr: [Double] = []
         var reladiff: [Double] = []
         var rowsFetched = 0
+        var descent = "?"
         var exact = true
     }
 
@@ -88,12 +89,13 @@ struct VerifyKeyBench {
             let start = ContinuousClock.now
             let (status, out, _, _) = try ApplyBench.runChild([BenchSetup.binary, "verify", "--json", "--table", name, "--source", urls[0], "--target", urls[1]])
             let took = (ContinuousClock.now - start).seconds
-            let (found, fetched) = try Self.differences(out)
+            let (found, fetched, descent) = try Self.differences(out)
             if status != 2 || found != expected {
                 f.exact = false
                 print("  \(type.name) run \(i): exit \(status), \(found.count) reported, \(expected.subtracting(found).count) missed, \(found.subtracting(expected).count) false")
             }
             f.rowsFetched = fetched
+            f.descent = descent
             if i > 0 || runs == 0 { f.cdcr.append(took) }
         }
         if let reladiff {
@@ -110,10 +112,10 @@ struct VerifyKeyBench {
         return f
     }
 
-    /// `kind|key[|columns]` of a verify --json report's first table, and its rows_fetched.
-    static func differences(_ json: String) throws -> (Set<String>, Int) {
+    /// `kind|key[|columns]` of a verify --json report's first table, its rows_fetched and descent.
+    static func differences(_ json: String) throws -> (Set<String>, Int, String) {
         var out = Set<String>()
-        guard case let .array(tables)? = try JSONParser.parse(json)["tables"], let t = tables.first else { return (out, 0) }
+        guard case let .array(tables)? = try JSONParser.parse(json)["tables"], let t = tables.first else { return (out, 0, "?") }
         if case let .array(rows)? = t["rows"] {
             for r in rows {
                 let key = (r["key"]?.objectMembers ?? []).map { $0.1.stringValue ?? "" }.joined(separator: ",")
@@ -122,7 +124,7 @@ struct VerifyKeyBench {
                 out.insert(item)
             }
         }
-        return (out, Int(t["rows_fetched"]?.int64Value ?? -1))
+        return (out, Int(t["rows_fetched"]?.int64Value ?? -1), t["descent"]?.stringValue ?? "?")
     }
 
     /// Runs every key type; false when a result was not exact.
@@ -138,12 +140,12 @@ struct VerifyKeyBench {
         }
         func median(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.sorted()[xs.count / 2] }
         let bigint = median(table[0].1.cdcr)
-        print("key type    cdcr verify (median, range)   reladiff   speed-up   rows fetched   / bigint time")
+        print("key type    cdcr verify (median, range)   reladiff   speed-up   rows fetched   / bigint time   descent")
         for (name, f) in table {
             let c = median(f.cdcr), r = median(f.reladiff)
             print(name.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + String(format: "  %6.3f s (%.3f–%.3f)        %7.2f s   %6.1f×    %8d       %.2f", c, f.cdcr.min() ?? .nan, f.cdcr.max() ?? .nan,
-                         r, r / c, f.rowsFetched, c / bigint))
+                + String(format: "  %6.3f s (%.3f–%.3f)        %7.2f s   %6.1f×    %8d       %.2f          ", c, f.cdcr.min() ?? .nan, f.cdcr.max() ?? .nan,
+                         r, r / c, f.rowsFetched, c / bigint) + f.descent)
         }
         print("targets: ≥ 25× reladiff on bigint, ≥ 15× on the others; no key type above 1.5 × the bigint time; rows fetched ≤ 10 × 121 + overhead")
         print("results exact (20 missing, 1 extra, 100 different) on every key type: \(exact ? "yes" : "NO")")
