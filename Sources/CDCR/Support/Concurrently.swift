@@ -3,7 +3,7 @@ import Synchronization
 
 /// Runs `a` and `b` at the same time on two threads (blocking calls welcome: these are not Swift's
 /// cooperative pool) and returns both results, or the first error once both have finished.
-func concurrently<A: Sendable, B: Sendable>(_ a: @Sendable () throws -> A, _ b: @Sendable () throws -> B) throws -> (A, B) {
+public func concurrently<A: Sendable, B: Sendable>(_ a: @Sendable () throws -> A, _ b: @Sendable () throws -> B) throws -> (A, B) {
     let results = Mutex<(Result<A, any Error>?, Result<B, any Error>?)>((nil, nil))
     DispatchQueue.concurrentPerform(iterations: 2) { i in
         if i == 0 {

@@ -79,6 +79,7 @@ struct VerifyKeyBench {
         var reladiff: [Double] = []
         var rowsFetched = 0
         var descent = "?"
+        var floor: [Double] = []
         var exact = true
     }
 
@@ -98,6 +99,7 @@ struct VerifyKeyBench {
             f.descent = descent
             if i > 0 || runs == 0 { f.cdcr.append(took) }
         }
+        for _ in 0..<max(1, runs) { f.floor.append(try hashFloor(type)) }
         if let reladiff {
             let args = [reladiff, urls[0], type.table, urls[1], type.table] + type.columns.flatMap { ["-k", $0.name] } + Self.payload.flatMap { ["-c", $0] }
                 // reladiff 0.6 fails sorting its output when a differing row holds NULLs (the extra row, `note = NULL`).
@@ -110,6 +112,18 @@ struct VerifyKeyBench {
             if status != 0 || lines != 221 { print("  reladiff on \(type.name): exit \(status), \(lines) difference lines (221 expected)") }
         }
         return f
+    }
+
+    /// The hashing floor: both sides' row count and hash sum of the whole table, concurrently, on
+    /// verify's own expressions — the work any exact comparison of every row does here, with no descent.
+    func hashFloor(_ type: KeyType) throws -> Double {
+        let name = TableName(parsing: type.table)
+        let pair = try TablePair.resolve(source: name, target: name, only: nil, sourceConn: src, targetConn: tgt)
+        let s = VerifySide(.source, conn: src, pair: pair, predicate: nil, floatTolerance: nil)
+        let t = VerifySide(.target, conn: tgt, pair: pair, predicate: nil, floatTolerance: nil)
+        let start = ContinuousClock.now
+        _ = try concurrently({ try s.checksums([.all]) }, { try t.checksums([.all]) })
+        return (ContinuousClock.now - start).seconds
     }
 
     /// `kind|key[|columns]` of a verify --json report's first table, its rows_fetched and descent.
@@ -140,13 +154,14 @@ struct VerifyKeyBench {
         }
         func median(_ xs: [Double]) -> Double { xs.isEmpty ? .nan : xs.sorted()[xs.count / 2] }
         let bigint = median(table[0].1.cdcr)
-        print("key type    cdcr verify (median, range)   reladiff   speed-up   rows fetched   / bigint time   descent")
+        print("key type    cdcr verify (median, range)   reladiff   speed-up   rows fetched   / bigint time   hash floor   reladiff / floor   descent")
         for (name, f) in table {
             let c = median(f.cdcr), r = median(f.reladiff)
             print(name.padding(toLength: 10, withPad: " ", startingAt: 0)
-                + String(format: "  %6.3f s (%.3f–%.3f)        %7.2f s   %6.1f×    %8d       %.2f          ", c, f.cdcr.min() ?? .nan, f.cdcr.max() ?? .nan,
-                         r, r / c, f.rowsFetched, c / bigint) + f.descent)
+                + String(format: "  %6.3f s (%.3f–%.3f)        %7.2f s   %6.1f×    %8d       %.2f          %6.3f s     %6.1f×          ", c, f.cdcr.min() ?? .nan,
+                         f.cdcr.max() ?? .nan, r, r / c, f.rowsFetched, c / bigint, median(f.floor), r / median(f.floor)) + f.descent)
         }
+        print("hash floor: both sides' count and row-hash sum of the whole table at once (no descent): the least any exact full compare costs here")
         print("targets: ≥ 25× reladiff on bigint, ≥ 15× on the others; no key type above 1.5 × the bigint time; rows fetched ≤ 10 × 121 + overhead")
         print("results exact (20 missing, 1 extra, 100 different) on every key type: \(exact ? "yes" : "NO")")
         return exact
