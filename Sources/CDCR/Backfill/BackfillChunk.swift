@@ -107,7 +107,7 @@ struct ChunkWriter: Sendable {
     /// rerun redoes the chunk; and WAL is flushed in order, so any later durable commit (the
     /// stream's, the next chunk's) makes this one durable first.
     private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
-        try conn.execute(dryRun ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off")
+        try conn.execute((dryRun ? "BEGIN; " : "BEGIN; SET LOCAL synchronous_commit = off; ") + Self.planSettings)
         do {
             let value = try body()
             try conn.execute(dryRun ? "ROLLBACK" : "COMMIT")
@@ -118,6 +118,19 @@ struct ChunkWriter: Sendable {
             throw error
         }
     }
+
+    /// The chunk's statements read the target table only through its primary key. Without this,
+    /// a target that is empty or nearly so when a statement is planned (a fresh table, one VACUUMed
+    /// while empty — its statistics then say so — or the first chunks) gets a nested loop over the
+    /// stage with a sequential scan of the target inside: cheap for the table as planned, but each
+    /// rescan reads every page written since, the statement's own inserts included, so one chunk of
+    /// n rows cost O(n²) — 96 s for the first 50,000-row chunk, 4 s for a 10,000-row one. With
+    /// sequential scans priced out, the target is probed by key (a nested loop over its index) or
+    /// read once (a hash join over an index scan): linear in the chunk whatever the statistics say.
+    /// The stage has no index, so its one sequential scan per statement stays (every plan pays the
+    /// same penalty for it). JIT is off because that penalty would otherwise push every statement
+    /// over `jit_above_cost` and compile each one. `BackfillPlanTests` counts the target's scans.
+    static let planSettings = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
 
     // Commit order between writers. Chunk k's writer holds the session advisory lock (table, k)
     // from before its transaction until after its result is known; chunk k + 1's writer, ready to
