@@ -47,6 +47,9 @@ extension SourceChunk {
         return chunk
     }
 
+    /// The range's bounds as statement parameters: the lower key's texts (if any), then the upper's.
+    var bounds: [String?] { ((lower ?? []) + (upper ?? [])).map(Optional.some) }
+
     /// The key texts of row `i` (decoded from its COPY text).
     func key(_ i: Int, positions: [Int]) -> KeyTexts {
         let fields = data[row(i)].withUnsafeBytes { CopyText.decodeRow($0) }
@@ -71,6 +74,8 @@ struct ChunkWriter: Sendable {
     let logger: Logger
     /// Time per step of the last chunk (debug logging, benchmarks).
     let phases = PhaseClock()
+    /// Chunks left before the next plain-INSERT attempt (`insertIntoEmptyRange`).
+    let insertPause = Countdown()
 
     var targetName: TableName { sql.table.target.name }
 
@@ -184,6 +189,7 @@ struct ChunkWriter: Sendable {
             try conn.copyIn(sql.stageCopy, data: data)
         }
         phases.mark("copy")
+        if tombstones, try insertIntoEmptyRange(chunk, outcome: &outcome) { return outcome }
         if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
         phases.mark("tombstones")
         try guardAndMerge(&outcome)
@@ -191,11 +197,41 @@ struct ChunkWriter: Sendable {
     }
 
     private func insertTombstones(_ chunk: SourceChunk) throws {
-        var params: [String?] = [String(chunk.version), String(chunk.rowCount)]
-        params += (chunk.lower ?? []).map(Optional.some)
-        params += (chunk.upper ?? []).map(Optional.some)
-        try conn.query(sql.stageTombstones(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), params)
+        try conn.query(sql.stageTombstones(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil),
+                       [String(chunk.version), String(chunk.rowCount)] + chunk.bounds)
     }
+
+    /// A chunk whose key range the target holds no row of — a fresh target, so the usual case — goes
+    /// in as plain INSERTs (`StageStatements.insertNew`): its `row_versions` entries and its rows,
+    /// without the guard's upsert, the counts, the tombstones or the MERGE's join. That is exactly
+    /// what the guarded path does when no staged key has a version entry or a row (every row wins
+    /// and is inserted; nothing in the range to delete). When one has one after all — a stream
+    /// change or a tombstone got there first, or a row came in after the range was read — its
+    /// unique index refuses the INSERT (23505, waiting first for a writer still holding the key,
+    /// as the guard would): rolled back to the savepoint, the chunk goes the guarded way, and this
+    /// writer keeps to it for the next `insertPauseChunks` chunks. False when the chunk still needs it.
+    private func insertIntoEmptyRange(_ chunk: SourceChunk, outcome: inout ChunkOutcome) throws -> Bool {
+        guard insertPause.tick() else { return false }
+        let occupied = try conn.query(sql.targetRangeOccupied(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), chunk.bounds).scalar == "t"
+        phases.mark("range")
+        if occupied { return false }
+        let inserted: Int
+        do {
+            inserted = try conn.script([.sql("SAVEPOINT cdcr_insert"), .sql(sql.stage.insertNew), .sql("RELEASE SAVEPOINT cdcr_insert")])[1].affected
+        } catch {
+            // Any other failure is the statement's own error, classified as if it ran alone.
+            guard error.error.sqlState == "23505" else { throw error.error }
+            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_insert; RELEASE SAVEPOINT cdcr_insert")
+            insertPause.start(Self.insertPauseChunks)
+            phases.mark("insert_refused")
+            return false
+        }
+        phases.mark("insert")
+        outcome.counts.inserted += Int64(inserted)
+        return true
+    }
+
+    static let insertPauseChunks = 10
 
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
         let losers = try conn.query(sql.stage.guardSQL).rows.compactMap { $0[0] }
@@ -253,6 +289,21 @@ struct ChunkWriter: Sendable {
         var part = ChunkOutcome()
         try guardAndMerge(&part)
         outcome.counts.deleted += part.counts.deleted
+    }
+}
+
+/// A count of chunks to skip something for. Used by one thread at a time (the chunk's writer).
+final class Countdown: @unchecked Sendable {
+    // @unchecked Sendable: only the writer's thread touches it.
+    private var left = 0
+
+    func start(_ n: Int) { left = n }
+
+    /// True when the countdown is over; otherwise counts one down.
+    func tick() -> Bool {
+        guard left > 0 else { return true }
+        left -= 1
+        return false
     }
 }
 
