@@ -75,11 +75,11 @@ struct BackfillPlanTests {
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 999)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE id = 250") == 0)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 999)
-        // Which way each chunk went, from its debug line: chunk 1 plain INSERTs, chunk 2 (rows 201…400)
-        // refused there and guarded, chunks 3…5 guarded too (the writer keeps away from plain INSERTs a while).
+        // Which way each chunk went, from its debug line: chunk 1 COPYed straight into the table, chunk 2
+        // (rows 201…400) refused there and guarded, chunks 3…5 guarded too (the writer keeps away a while).
         let lines = run.stderr.split(separator: "\n").filter { $0.contains("phases=") }
         #expect(lines.count == 5, "\(run.stderr)")
-        #expect(lines.filter { $0.contains(" insert=") }.count == 1, "\(lines)")
+        #expect(lines.filter { $0.contains("phases=range=") && $0.contains(" copy_table=") && $0.contains(" versions=") }.count == 1, "\(lines)")
         #expect(lines.filter { $0.contains("insert_refused=") }.count == 1, "\(lines)")
         #expect(lines.filter { $0.contains("merge=") }.count == 4, "\(lines)")
     }

@@ -179,6 +179,12 @@ struct ChunkWriter: Sendable {
     private func apply(_ chunk: SourceChunk, rows: [Int], tombstones: Bool) throws -> ChunkOutcome {
         var outcome = ChunkOutcome()
         outcome.counts.rowsRead = Int64(rows.count)
+        var plain = false
+        if tombstones && insertPause.tick() { plain = try targetRangeIsEmpty(chunk) }
+        if plain && sql.table.targetOnly.isEmpty {
+            if try insertIntoEmptyRange(chunk, direct: true, outcome: &outcome) { return outcome }
+            plain = false
+        }
         try conn.execute(sql.stage.prepare)
         phases.mark("prepare")
         if rows.count == chunk.rowCount {
@@ -189,7 +195,7 @@ struct ChunkWriter: Sendable {
             try conn.copyIn(sql.stageCopy, data: data)
         }
         phases.mark("copy")
-        if tombstones, try insertIntoEmptyRange(chunk, outcome: &outcome) { return outcome }
+        if plain, try insertIntoEmptyRange(chunk, direct: false, outcome: &outcome) { return outcome }
         if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
         phases.mark("tombstones")
         try guardAndMerge(&outcome)
@@ -201,37 +207,6 @@ struct ChunkWriter: Sendable {
                        [String(chunk.version), String(chunk.rowCount)] + chunk.bounds)
     }
 
-    /// A chunk whose key range the target holds no row of — a fresh target, so the usual case — goes
-    /// in as plain INSERTs (`StageStatements.insertNew`): its `row_versions` entries and its rows,
-    /// without the guard's upsert, the counts, the tombstones or the MERGE's join. That is exactly
-    /// what the guarded path does when no staged key has a version entry or a row (every row wins
-    /// and is inserted; nothing in the range to delete). When one has one after all — a stream
-    /// change or a tombstone got there first, or a row came in after the range was read — its
-    /// unique index refuses the INSERT (23505, waiting first for a writer still holding the key,
-    /// as the guard would): rolled back to the savepoint, the chunk goes the guarded way, and this
-    /// writer keeps to it for the next `insertPauseChunks` chunks. False when the chunk still needs it.
-    private func insertIntoEmptyRange(_ chunk: SourceChunk, outcome: inout ChunkOutcome) throws -> Bool {
-        guard insertPause.tick() else { return false }
-        let occupied = try conn.query(sql.targetRangeOccupied(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), chunk.bounds).scalar == "t"
-        phases.mark("range")
-        if occupied { return false }
-        let inserted: Int
-        do {
-            inserted = try conn.script([.sql("SAVEPOINT cdcr_insert"), .sql(sql.stage.insertNew), .sql("RELEASE SAVEPOINT cdcr_insert")])[1].affected
-        } catch {
-            // Any other failure is the statement's own error, classified as if it ran alone.
-            guard error.error.sqlState == "23505" else { throw error.error }
-            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_insert; RELEASE SAVEPOINT cdcr_insert")
-            insertPause.start(Self.insertPauseChunks)
-            phases.mark("insert_refused")
-            return false
-        }
-        phases.mark("insert")
-        outcome.counts.inserted += Int64(inserted)
-        return true
-    }
-
-    static let insertPauseChunks = 10
 
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
         let losers = try conn.query(sql.stage.guardSQL).rows.compactMap { $0[0] }

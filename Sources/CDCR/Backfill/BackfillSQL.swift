@@ -1,4 +1,5 @@
 import CDCCore
+import CDCPostgres
 
 /// The statements of a table's backfill, built only from `BackfillTable`'s catalog identifiers
 /// (quoted). Key values are bound: on the source through transaction-local settings read with
@@ -82,6 +83,21 @@ struct BackfillSQL {
             FROM \(table.target.name.quoted) t
             WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 2)) AND NOT EXISTS (SELECT FROM \(stage.stage) s WHERE \(same))
             """
+    }
+
+    /// COPY of the source's rows straight into the target table (the copied columns).
+    var tableCopy: String {
+        "COPY \(table.target.name.quoted) (\(table.copied.map(quoteIdentifier).joined(separator: ", "))) FROM STDIN"
+    }
+
+    /// The `row_versions` entries (version `$1`, live) of every target row in the chunk's range
+    /// (bounds `$2…`, as for `targetRangeOccupied`), keys computed as the guard computes them.
+    func versionsOfRange(hasLower: Bool, hasUpper: Bool) -> String {
+        """
+        INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted)
+        SELECT \(quoteLiteral(table.target.name.description)), \(StageStatements.rowKey(table.target, alias: "t")), $1::bigint, false
+        FROM \(table.target.name.quoted) t WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 1)) ORDER BY 2
+        """
     }
 
     /// Whether the target holds any row in the chunk's key range (bounds as `$1…`, lower then upper,
