@@ -83,4 +83,21 @@ struct BackfillPlanTests {
         #expect(lines.filter { $0.contains("insert_refused=") }.count == 1, "\(lines)")
         #expect(lines.filter { $0.contains("merge=") }.count == 4, "\(lines)")
     }
+
+    @Test("a table with a target-only column: an empty range goes in through the stage, the column NULL as the MERGE leaves it, not its default")
+    func plainInsertsKeepTargetOnlyNull() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
+        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        defer { src.close(); tgt.close() }
+        try populateOrders(src, rows: 300)
+        try tgt.execute("ALTER TABLE public.orders ADD COLUMN audit_note text DEFAULT 'from a default'")
+        let run = try backfill(source, target, ["--table", "public.orders", "--chunk-rows", "100", "--writers", "1", "--json", "--log-level", "debug"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(try backfillTables(run.stdout)["public.orders"]?["total"]?["inserted"]?.int64Value == 300)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE audit_note IS NULL") == 300)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 300)
+        let lines = run.stderr.split(separator: "\n").filter { $0.contains("phases=") }
+        #expect(lines.count == 3 && lines.allSatisfy { $0.contains(" insert=") && !$0.contains("copy_table=") }, "\(lines)")
+    }
 }
