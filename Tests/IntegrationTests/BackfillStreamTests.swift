@@ -203,6 +203,26 @@ struct BackfillStreamTests {
         try mark.waitForOlderTransactions(on: reader, timeout: .seconds(30))
     }
 
+    @Test("an open transaction of another database of the source's cluster (the target's, say) does not hold the watermark back")
+    func watermarkIgnoresOtherDatabases() throws {
+        let pg = try TestPostgres.sharedCluster()
+        let source = try pg.createDatabase("src"), other = try pg.createDatabase("other")
+        let elsewhere = try PGConnection.connect(other), here = try PGConnection.connect(source), reader = try PGConnection.connect(source)
+        defer { for c in [elsewhere, here, reader] { c.close() } }
+        try elsewhere.execute("BEGIN")
+        try elsewhere.query("SELECT pg_current_xact_id()")  // older than the watermark's id, in another database
+        let mark = try Watermark.read(.lsn, on: reader)
+        try mark.waitForOlderTransactions(on: reader, timeout: .seconds(5))  // the cluster-wide horizon would wait
+        // One of the source database started before the watermark is still waited for.
+        try here.execute("BEGIN")
+        try here.query("SELECT pg_current_xact_id()")
+        let second = try Watermark.read(.lsn, on: reader)
+        #expect(throws: BackfillError.self) { try second.waitForOlderTransactions(on: reader, timeout: .milliseconds(800)) }
+        try here.execute("COMMIT")
+        try second.waitForOlderTransactions(on: reader, timeout: .seconds(30))
+        try elsewhere.execute("COMMIT")
+    }
+
     @Test("a transaction open across the chunk's snapshot: the chunk waits for it, its change is in the copy, the stream's copy of it is stale")
     func transactionOpenAcrossSnapshot() throws {
         let pg = try TestPostgres.sharedCluster()

@@ -228,7 +228,7 @@ struct BackfillTests {
         }
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 0)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.backfill_state") == 0)
-        for (flag, value) in [("--writers", "0"), ("--writers", "9"), ("--outage-timeout", "-1")] {
+        for (flag, value) in [("--writers", "0"), ("--writers", "9"), ("--outage-timeout", "-1"), ("--outage-timeout", "1e300"), ("--settle", "1e300")] {
             let r = try backfill(source, target, ["--table", "public.orders", flag, value])
             #expect(r.status == 64 && r.stderr.contains(flag), "\(flag) \(value): \(r.stderr)")
         }

@@ -4,15 +4,15 @@ import Hummingbird
 
 extension AdminServer {
     /// `POST /backfill` (token protected like `POST /replay`): starts a backfill job from a JSON body
-    /// `{tables, chunk_rows, max_rows_per_second, parallel, where, version_source, restart, dry_run}`
-    /// and answers `202 {"id": …}`; `GET /backfill/{id}` its progress and summary;
+    /// `{tables, chunk_rows, max_rows_per_second, parallel, writers, outage_timeout, where, version_source,
+    /// restart, dry_run}` and answers `202 {"id": …}`; `GET /backfill/{id}` its progress and summary;
     /// `DELETE /backfill/{id}` (token protected) stops it after its current chunk.
     static func addBackfillRoutes(_ router: Router<BasicRequestContext>, settings: Settings, jobs: BackfillJobs) {
         router.post("/backfill") { request, _ -> Response in
             if let refused = refuseMutation(request, settings: settings) { return refused }
             guard let buffer = try? await request.body.collect(upTo: 64 * 1024),
                   let body = try? JSONParser.parse(String(buffer: buffer)), body.objectMembers != nil else {
-                return jsonResponse(.badRequest, "{\"error\":\"the body must be a JSON object {tables, chunk_rows, max_rows_per_second, parallel, where, version_source, restart, dry_run}\"}")
+                return jsonResponse(.badRequest, "{\"error\":\"the body must be a JSON object {tables, chunk_rows, max_rows_per_second, parallel, writers, outage_timeout, where, version_source, restart, dry_run}\"}")
             }
             do {
                 let id = try jobs.start(try backfillOptions(body))
@@ -68,6 +68,20 @@ extension AdminServer {
         if let n = try int("chunk_rows") { o.chunkRows = n }
         if let n = try int("parallel") { o.parallel = n }
         if let n = try int("max_rows_per_second") { o.maxRowsPerSecond = Double(n) }
+        // The CLI's --writers and --outage-timeout, with the same bounds.
+        if let n = try int("writers") {
+            guard n <= 8 else { throw BackfillError("writers must be an integer between 1 and 8") }
+            o.writers = n
+        }
+        switch body["outage_timeout"] {
+        case nil, .null?: break
+        case let .number(text)?:
+            guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 * 365 else {
+                throw BackfillError("outage_timeout must be a number of seconds from 0 to 31536000 (a year)")
+            }
+            o.outageTimeout = .milliseconds(Int64(seconds * 1000))
+        default: throw BackfillError("outage_timeout must be a number of seconds from 0 to 31536000 (a year)")
+        }
         o.predicate = try string("where")
         if let p = o.predicate, p.trimmingCharacters(in: .whitespaces).isEmpty { throw BackfillError("where is empty") }
         if let v = try string("version_source") {

@@ -47,6 +47,9 @@ extension SourceChunk {
         return chunk
     }
 
+    /// The range's bounds as statement parameters: the lower key's texts (if any), then the upper's.
+    var bounds: [String?] { ((lower ?? []) + (upper ?? [])).map(Optional.some) }
+
     /// The key texts of row `i` (decoded from its COPY text).
     func key(_ i: Int, positions: [Int]) -> KeyTexts {
         let fields = data[row(i)].withUnsafeBytes { CopyText.decodeRow($0) }
@@ -71,6 +74,8 @@ struct ChunkWriter: Sendable {
     let logger: Logger
     /// Time per step of the last chunk (debug logging, benchmarks).
     let phases = PhaseClock()
+    /// Chunks left before the next plain-INSERT attempt (`insertIntoEmptyRange`).
+    let insertPause = Countdown()
 
     var targetName: TableName { sql.table.target.name }
 
@@ -107,7 +112,7 @@ struct ChunkWriter: Sendable {
     /// rerun redoes the chunk; and WAL is flushed in order, so any later durable commit (the
     /// stream's, the next chunk's) makes this one durable first.
     private func inTransaction<T>(dryRun: Bool, _ body: () throws -> T) throws -> T {
-        try conn.execute(dryRun ? "BEGIN" : "BEGIN; SET LOCAL synchronous_commit = off")
+        try conn.execute((dryRun ? "BEGIN; " : "BEGIN; SET LOCAL synchronous_commit = off; ") + Self.planSettings)
         do {
             let value = try body()
             try conn.execute(dryRun ? "ROLLBACK" : "COMMIT")
@@ -118,6 +123,19 @@ struct ChunkWriter: Sendable {
             throw error
         }
     }
+
+    /// The chunk's statements read the target table only through its primary key. Without this,
+    /// a target that is empty or nearly so when a statement is planned (a fresh table, one VACUUMed
+    /// while empty — its statistics then say so — or the first chunks) gets a nested loop over the
+    /// stage with a sequential scan of the target inside: cheap for the table as planned, but each
+    /// rescan reads every page written since, the statement's own inserts included, so one chunk of
+    /// n rows cost O(n²) — 96 s for the first 50,000-row chunk, 4 s for a 10,000-row one. With
+    /// sequential scans priced out, the target is probed by key (a nested loop over its index) or
+    /// read once (a hash join over an index scan): linear in the chunk whatever the statistics say.
+    /// The stage has no index, so its one sequential scan per statement stays (every plan pays the
+    /// same penalty for it). JIT is off because that penalty would otherwise push every statement
+    /// over `jit_above_cost` and compile each one. `BackfillPlanTests` counts the target's scans.
+    static let planSettings = "SET LOCAL enable_seqscan = off; SET LOCAL jit = off"
 
     // Commit order between writers. Chunk k's writer holds the session advisory lock (table, k)
     // from before its transaction until after its result is known; chunk k + 1's writer, ready to
@@ -161,6 +179,12 @@ struct ChunkWriter: Sendable {
     private func apply(_ chunk: SourceChunk, rows: [Int], tombstones: Bool) throws -> ChunkOutcome {
         var outcome = ChunkOutcome()
         outcome.counts.rowsRead = Int64(rows.count)
+        var plain = false
+        if tombstones && insertPause.tick() { plain = try targetRangeIsEmpty(chunk) }
+        if plain && sql.table.targetOnly.isEmpty {
+            if try insertIntoEmptyRange(chunk, direct: true, outcome: &outcome) { return outcome }
+            plain = false
+        }
         try conn.execute(sql.stage.prepare)
         phases.mark("prepare")
         if rows.count == chunk.rowCount {
@@ -171,6 +195,7 @@ struct ChunkWriter: Sendable {
             try conn.copyIn(sql.stageCopy, data: data)
         }
         phases.mark("copy")
+        if plain, try insertIntoEmptyRange(chunk, direct: false, outcome: &outcome) { return outcome }
         if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
         phases.mark("tombstones")
         try guardAndMerge(&outcome)
@@ -178,11 +203,10 @@ struct ChunkWriter: Sendable {
     }
 
     private func insertTombstones(_ chunk: SourceChunk) throws {
-        var params: [String?] = [String(chunk.version), String(chunk.rowCount)]
-        params += (chunk.lower ?? []).map(Optional.some)
-        params += (chunk.upper ?? []).map(Optional.some)
-        try conn.query(sql.stageTombstones(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), params)
+        try conn.query(sql.stageTombstones(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil),
+                       [String(chunk.version), String(chunk.rowCount)] + chunk.bounds)
     }
+
 
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
         let losers = try conn.query(sql.stage.guardSQL).rows.compactMap { $0[0] }
@@ -240,6 +264,21 @@ struct ChunkWriter: Sendable {
         var part = ChunkOutcome()
         try guardAndMerge(&part)
         outcome.counts.deleted += part.counts.deleted
+    }
+}
+
+/// A count of chunks to skip something for. Used by one thread at a time (the chunk's writer).
+final class Countdown: @unchecked Sendable {
+    // @unchecked Sendable: only the writer's thread touches it.
+    private var left = 0
+
+    func start(_ n: Int) { left = n }
+
+    /// True when the countdown is over; otherwise counts one down.
+    func tick() -> Bool {
+        guard left > 0 else { return true }
+        left -= 1
+        return false
     }
 }
 

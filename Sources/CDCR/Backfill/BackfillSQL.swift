@@ -1,4 +1,5 @@
 import CDCCore
+import CDCPostgres
 
 /// The statements of a table's backfill, built only from `BackfillTable`'s catalog identifiers
 /// (quoted). Key values are bound: on the source through transaction-local settings read with
@@ -74,30 +75,54 @@ struct BackfillSQL {
     /// key range that the copy did not bring: the source's snapshot did not have it. The range's
     /// bounds follow as `$3…` (lower, inclusive) and then upper (exclusive), each present or not.
     func stageTombstones(hasLower: Bool, hasUpper: Bool) -> String {
-        let target = table.target
-        var n = 2
-        func bound() -> String {
-            n += 1
-            return "$\(n)"
-        }
-        var conditions = ["true"]
-        func tuple() -> String {
-            "(" + (0..<keyCount).map { k -> String in
-                let type = target.columns[target.columnIndex(table.keyNames[k])!].sqlType
-                let b = "\(bound())::\(type)"
-                return table.pair.keyCollateC[k] ? "\(b) COLLATE \"C\"" : b
-            }.joined(separator: ", ") + ")"
-        }
-        if hasLower { conditions.append("\(keyTuple()) >= \(tuple())") }
-        if hasUpper { conditions.append("\(keyTuple()) < \(tuple())") }
         let keys = table.keyNames.map(quoteIdentifier)
         let same = keys.map { "s.\($0) = t.\($0)" }.joined(separator: " AND ")
         return """
             INSERT INTO \(stage.stage) (_cdcr_idx, _cdcr_op, _cdcr_version, \(keys.joined(separator: ", ")))
             SELECT $2::int + row_number() OVER (), 'd', $1::bigint, \(keys.map { "t." + $0 }.joined(separator: ", "))
-            FROM \(target.name.quoted) t
-            WHERE \(conditions.joined(separator: " AND ")) AND NOT EXISTS (SELECT FROM \(stage.stage) s WHERE \(same))
+            FROM \(table.target.name.quoted) t
+            WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 2)) AND NOT EXISTS (SELECT FROM \(stage.stage) s WHERE \(same))
             """
+    }
+
+    /// COPY of the source's rows straight into the target table (the copied columns).
+    var tableCopy: String {
+        "COPY \(table.target.name.quoted) (\(table.copied.map(quoteIdentifier).joined(separator: ", "))) FROM STDIN"
+    }
+
+    /// The `row_versions` entries (version `$1`, live) of every target row in the chunk's range
+    /// (bounds `$2…`, as for `targetRangeOccupied`), keys computed as the guard computes them.
+    func versionsOfRange(hasLower: Bool, hasUpper: Bool) -> String {
+        """
+        INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted)
+        SELECT \(quoteLiteral(table.target.name.description)), \(StageStatements.rowKey(table.target, alias: "t")), $1::bigint, false
+        FROM \(table.target.name.quoted) t WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 1)) ORDER BY 2
+        """
+    }
+
+    /// Whether the target holds any row in the chunk's key range (bounds as `$1…`, lower then upper,
+    /// each present or not): `t` when it does.
+    func targetRangeOccupied(hasLower: Bool, hasUpper: Bool) -> String {
+        "SELECT EXISTS (SELECT FROM \(table.target.name.quoted) t WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 0)))"
+    }
+
+    /// The condition "the target row `t` lies in the chunk's range", its bounds the parameters
+    /// after `$\(after)`: the lower (inclusive) key's columns, then the upper (exclusive) one's.
+    private func targetRange(hasLower: Bool, hasUpper: Bool, after: Int) -> String {
+        let target = table.target
+        var n = after
+        func tuple() -> String {
+            "(" + (0..<keyCount).map { k -> String in
+                n += 1
+                let type = target.columns[target.columnIndex(table.keyNames[k])!].sqlType
+                let b = "$\(n)::\(type)"
+                return table.pair.keyCollateC[k] ? "\(b) COLLATE \"C\"" : b
+            }.joined(separator: ", ") + ")"
+        }
+        var conditions = ["true"]
+        if hasLower { conditions.append("\(keyTuple()) >= \(tuple())") }
+        if hasUpper { conditions.append("\(keyTuple()) < \(tuple())") }
+        return conditions.joined(separator: " AND ")
     }
 
     /// Before the MERGE: of the staged rows that won the guard (`$1` = the losers' indexes), how many

@@ -32,7 +32,7 @@ public final class Backfiller: Sendable {
         guard settings.sourceURL != nil else { throw BackfillError("no source database configured (--source / CDCR_SOURCE_URL)") }
         guard settings.targetURL != nil else { throw BackfillError("no target database configured (--target / CDCR_TARGET_URL)") }
         // The bookkeeping schema (cdcr's own, never a user table), created or upgraded like `cdcr run` does.
-        let bookkeeping = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-backfill")
+        let bookkeeping = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-backfill-setup")
         defer { bookkeeping.close() }
         if options.dryRun {
             guard try bookkeeping.query("SELECT to_regclass('cdcr.backfill_state') IS NOT NULL").scalar == "t" else {

@@ -68,27 +68,39 @@ public struct Watermark: Sendable {
         return Watermark(read: w, version: source == .lsn ? w - 1 : w, nextXid: x0)
     }
 
-    /// Waits until no transaction with an id below `nextXid` is running (cluster-wide, like the relay's
-    /// horizon: the oldest running id is at or above it; `nextXid` itself has ended). Logs the transaction holding it back every 10 s; throws after `timeout`.
+    /// Waits until no transaction of the source database with an id below `nextXid` is running
+    /// (`nextXid` itself has ended). Logs the transaction holding it back every 10 s; throws after
+    /// `timeout`.
+    ///
+    /// Only this database's transactions: one of another database cannot write this database's
+    /// tables (or its change log), so it can neither hold a change ≤ W nor draw one. That matters
+    /// when the target, or any busy database, shares the source's cluster: the cluster-wide
+    /// horizon (`pg_snapshot_xmin`) made every chunk's read wait for the writes of the chunks
+    /// before it. A backend's `backend_xid` is set before the id-assigning lock is released, so once
+    /// x0 was assigned every older id is visible there (or in `pg_prepared_xacts`, once prepared).
     public func waitForOlderTransactions(on conn: PGConnection, timeout: Duration, stop: StopSignal? = nil, logger: Logger = Logger(label: "cdcr.backfill")) throws {
         let started = ContinuousClock.now
         var lastLog = started
         var pause = 1
+        // age() counts back from the same point for both ids: older than x0 is a greater age.
+        let olderRunning = """
+            SELECT EXISTS (SELECT FROM pg_stat_activity WHERE datname = current_database() AND age(backend_xid) > age($1::xid8::xid))
+                OR EXISTS (SELECT FROM pg_prepared_xacts WHERE database = current_database() AND age(transaction) > age($1::xid8::xid))
+            """
         while true {
-            let xmin = Int64(try conn.query("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").scalar ?? "0") ?? 0
-            if xmin >= nextXid { return }
+            if try conn.query(olderRunning, [String(nextXid)]).scalar == "f" { return }
             let now = ContinuousClock.now
             if now - lastLog >= .seconds(10) || now - started >= timeout {
                 let holder = try conn.query("""
                     SELECT pid::text, backend_xid::text, coalesce(state, ''), coalesce(datname, ''), coalesce(extract(epoch FROM now() - xact_start)::int::text, '?')
-                    FROM pg_stat_activity WHERE backend_xid IS NOT NULL ORDER BY age(backend_xid) DESC LIMIT 1
+                    FROM pg_stat_activity WHERE backend_xid IS NOT NULL AND datname = current_database() ORDER BY age(backend_xid) DESC LIMIT 1
                     """).rows.first
                 let who = holder.map { "pid \($0[0] ?? "?") (xid \($0[1] ?? "?"), \($0[2] ?? ""), database \($0[3] ?? ""), open \($0[4] ?? "?") s)" }
                     ?? "a prepared transaction (pg_prepared_xacts)"
                 if now - started >= timeout {
                     throw BackfillError("gave up after \(timeout) waiting for transactions older than the chunk's watermark to end: \(who) holds the source's transaction horizon")
                 }
-                logger.notice("waiting for an open source transaction to end before reading the next chunk", metadata: ["holder": "\(who)", "xmin": "\(xmin)", "watermark_xid": "\(nextXid)"])
+                logger.notice("waiting for an open source transaction to end before reading the next chunk", metadata: ["holder": "\(who)", "watermark_xid": "\(nextXid)"])
                 lastLog = now
             }
             if stop?.isStopped == true { throw BackfillStopped() }
