@@ -69,9 +69,13 @@ extension VerifySide {
     /// Every key lies in [lo, hi] of the same snapshot, so `k - lo` cannot overflow.
     public func checksums(_ cuts: EqualWidthCuts) throws -> [RangeChecksum] {
         let k = "(\(keyColumns[0].ref))::int8"
+        // The subquery (`OFFSET 0`) keeps the planner from guessing a group per row for the computed
+        // index, which made it sort the whole table (in parallel workers) instead of hashing.
         let sql = """
-            SELECT least(greatest((\(k) - \(cuts.lo)) / \(cuts.width), 0), \(cuts.cuts.count)), count(*), sum(\(rowHash))::text
-            FROM \(table.name.quoted) t WHERE true\(whereClause) GROUP BY 1
+            SELECT i, count(*), sum(rh)::text FROM (
+                SELECT least(greatest((\(k) - \(cuts.lo)) / \(cuts.width), 0), \(cuts.cuts.count)) AS i, \(rowHash) AS rh
+                FROM \(table.name.quoted) t WHERE true\(whereClause) OFFSET 0) s
+            GROUP BY 1
             """
         var out = [RangeChecksum](repeating: .empty, count: cuts.cuts.count + 1)
         for r in try conn.query(sql).rows { out[Int(r[0]!)!] = RangeChecksum(count: Int64(r[1]!)!, sum: r[2] ?? "0") }
