@@ -211,7 +211,7 @@ extension ConsumeLoop {
         var backoff = Backoff(capMs: settings.retryMaxBackoffMs)
         while true {
             do {
-                let conn = try TargetConnection.open(url)
+                let conn = try TargetConnection.open(url, applying: true)
                 if installSchema { try BookkeepingSchema.install(on: conn) }
                 return BatchApplier(conn: conn, settings: settings, logger: logger)
             } catch {

@@ -33,7 +33,7 @@ public final class GapFillScheduler {
         while !stop.isStopped {
             do {
                 if conns == nil {
-                    let target = try TargetConnection.open(targetURL, applicationName: "cdcr-gap-fill")
+                    let target = try TargetConnection.open(targetURL, applicationName: "cdcr-gap-fill", applying: true)
                     try BookkeepingSchema.install(on: target)
                     let source = try PGConnection.connect(sourceURL)
                     try SourceChangeLog.requireInstalled(on: source)

@@ -49,7 +49,7 @@ public enum ReplayRun {
         let (fromMicros, toMicros) = try window(settings: settings, from: from, to: to)
         let source = try PGConnection.connect(settings.sourceURL!)
         defer { source.close() }
-        let target = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-replay")
+        let target = try TargetConnection.open(settings.targetURL!, applicationName: "cdcr-replay", applying: true)
         defer { target.close() }
         try BookkeepingSchema.install(on: target)
         let replayer = Replayer(source: source, applier: BatchApplier(conn: target, settings: settings, logger: logger),
