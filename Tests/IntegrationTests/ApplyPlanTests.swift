@@ -19,18 +19,6 @@ struct ApplyPlanTests {
             version: Int64(id), timestampMicros: nil, format: .native)))
     }
 
-    /// The table's sequential scans and inserts as its statistics count them, once `inserted` rows
-    /// are counted (a backend reports its statistics when idle for a while or when it ends).
-    func scans(_ conn: PGConnection, inserted: Int) throws -> (seqScans: Int, inserts: Int) {
-        var last = (seqScans: -1, inserts: -1)
-        _ = try waitUntil(timeout: .seconds(20)) {
-            let row = try conn.query("SELECT seq_scan::text, n_tup_ins::text FROM pg_stat_user_tables WHERE relid = 'public.ap'::regclass").rows[0]
-            last = (Int(row[0] ?? "") ?? -1, Int(row[1] ?? "") ?? -1)
-            return last.inserts >= inserted
-        }
-        return last
-    }
-
     @Test("a 6,000-change batch with a delete (the MERGE path) into a vacuumed empty table scans it a few times, not once per change")
     func noScanPerRow() throws {
         let pg = try TestPostgres.sharedCluster()
@@ -40,7 +28,7 @@ struct ApplyPlanTests {
         try BookkeepingSchema.install(on: conn)
         try conn.execute("CREATE TABLE public.ap (id bigint PRIMARY KEY, status text); ALTER TABLE public.ap SET (autovacuum_enabled = false)")
         try conn.execute("VACUUM ANALYZE public.ap")  // statistics say: empty
-        let before = try scans(conn, inserted: 0)
+        let before = try tableScans(conn, "public.ap", inserted: 0)
         let target = try TargetConnection.open(url, applying: true)
         let applier = BatchApplier(conn: target, settings: Settings(), logger: Logger(label: "test"))
         applier.learn([table])
@@ -50,7 +38,7 @@ struct ApplyPlanTests {
         #expect(outcomes.count == items.count)
         target.close()
         #expect(try Expect.count(conn, "SELECT count(*) FROM public.ap") == 5_999)
-        let after = try scans(conn, inserted: 5_999)
+        let after = try tableScans(conn, "public.ap", inserted: 5_999)
         #expect(after.inserts >= 5_999, "the applier's statistics were not reported")
         // A per-row scan plan shows as ≥ 6,000 scans; reading by key as a handful.
         #expect(after.seqScans - before.seqScans <= 20, "sequential scans of the target: \(after.seqScans - before.seqScans)")

@@ -4,19 +4,6 @@ import CDCR
 import Foundation
 import Testing
 
-/// The target table's scan counters once the backfill's backends have reported them: a backend
-/// flushes its statistics when it ends, a moment after the client went, so this waits until the
-/// inserts the run made are counted (they are reported with its scans).
-private func targetScans(_ tgt: PGConnection, inserted: Int) throws -> (seqScans: Int, inserts: Int) {
-    var last = (seqScans: -1, inserts: -1)
-    _ = try waitUntil(timeout: .seconds(20)) {
-        let row = try tgt.query("SELECT seq_scan::text, n_tup_ins::text FROM pg_stat_user_tables WHERE relid = 'public.orders'::regclass").rows[0]
-        last = (Int(row[0] ?? "") ?? -1, Int(row[1] ?? "") ?? -1)
-        return last.inserts >= inserted
-    }
-    return last
-}
-
 @Suite("backfill: chunk plans that stay linear in the chunk's size", .serialized)
 struct BackfillPlanTests {
     /// The defect: into a target that is empty (or nearly) and VACUUMed, PostgreSQL plans the
@@ -41,7 +28,7 @@ struct BackfillPlanTests {
             try tgt.execute("UPDATE public.orders SET status = 'old'")
         }
         try tgt.execute("VACUUM ANALYZE public.orders")  // statistics say: (nearly) empty
-        let before = try targetScans(tgt, inserted: staleRows)
+        let before = try tableScans(tgt, "public.orders", inserted: staleRows)
 
         let run = try backfill(source, target, ["--table", "public.orders", "--chunk-rows", "6000", "--no-verify", "--json"])
         #expect(run.status == 0, "\(run.stderr)")
@@ -50,7 +37,7 @@ struct BackfillPlanTests {
         #expect(total["chunks"]?.int64Value == 2)
         #expect(try sameRows(src, tgt, ["public.orders"]) == 0)
 
-        let after = try targetScans(tgt, inserted: rows)
+        let after = try tableScans(tgt, "public.orders", inserted: rows)
         #expect(after.inserts >= rows, "the backfill's statistics were not reported")
         // Two chunks of 6,000 rows: a per-row scan plan shows as ≥ 6,000 scans; a linear plan as a handful.
         #expect(after.seqScans - before.seqScans <= 20, "sequential scans of the target: \(after.seqScans - before.seqScans)")

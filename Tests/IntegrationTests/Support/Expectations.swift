@@ -42,3 +42,16 @@ enum Expect {
 func utcInstant(_ conn: PGConnection, _ offset: String) throws -> String {
     try conn.query("SELECT to_char(now() AT TIME ZONE 'UTC' + $1::interval, 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')", [offset]).scalar!
 }
+
+/// `table`'s sequential scans and inserted rows as PostgreSQL's statistics count them, once at least
+/// `inserted` inserts are counted: a backend reports its statistics when idle for a while or when
+/// it ends, a moment after its client went, and reports its scans with its inserts.
+func tableScans(_ conn: PGConnection, _ table: String, inserted: Int) throws -> (seqScans: Int, inserts: Int) {
+    var last = (seqScans: -1, inserts: -1)
+    _ = try waitUntil(timeout: .seconds(20)) {
+        let row = try conn.query("SELECT seq_scan::text, n_tup_ins::text FROM pg_stat_user_tables WHERE relid = $1::regclass", [table]).rows[0]
+        last = (Int(row[0] ?? "") ?? -1, Int(row[1] ?? "") ?? -1)
+        return last.inserts >= inserted
+    }
+    return last
+}
