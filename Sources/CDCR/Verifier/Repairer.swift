@@ -149,7 +149,7 @@ public final class Repairer {
     /// The keys of a summarised range, `batchSize` at a time in key order, read from `side` as it
     /// is now (the source for missing and differing rows, the target for extra ones).
     func forEachKeyPage(of r: RangeDifference, on side: Side, pair: TablePair, _ body: ([KeyTexts]) throws -> Void) throws {
-        let reader = VerifySide(side, conn: side == .source ? run.source : run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil)
+        let reader = self.reader(side, pair: pair)
         var after: KeyTexts?
         while true {
             let keys = try reader.keyPage(in: r.range, after: after, limit: batchSize)
@@ -159,16 +159,20 @@ public final class Repairer {
         }
     }
 
+    /// `side`'s database read as verify reads it (the run's `--where`).
+    private func reader(_ side: Side, pair: TablePair) -> VerifySide {
+        VerifySide(side, conn: side == .source ? run.source : run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil)
+    }
+
     /// Those of `keys` with no row in the source (now).
     func absentFromSource(_ keys: [KeyTexts], pair: TablePair) throws -> [KeyTexts] {
-        let present = try VerifySide(.source, conn: run.source, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
+        let present = try reader(.source, pair: pair).rows(keys)
         return keys.filter { present[$0] == nil }
     }
 
     /// `keys` classified against both sides now: missing in the target, different, or extra; equal ones left out.
     func classified(_ keys: [KeyTexts], pair: TablePair) throws -> [ListedDifference] {
-        let s = try VerifySide(.source, conn: run.source, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
-        let t = try VerifySide(.target, conn: run.target, pair: pair, predicate: run.options.predicate, floatTolerance: nil).rows(keys)
+        let s = try reader(.source, pair: pair).rows(keys), t = try reader(.target, pair: pair).rows(keys)
         let comparator = RowComparator(columns: pair.columns, floatTolerance: nil)
         return keys.compactMap { key in comparator.compare(source: s[key], target: t[key]).map { (key: key, difference: $0) } }
     }

@@ -26,10 +26,10 @@ final class LeafRuns {
     func add(_ range: KeyRange, source: [KeyTexts: Int64], target: [KeyTexts: Int64]) throws {
         let f = differingKeys(source: source, target: target)
         let fetched = source.count + target.count
-        let differing = f.missing.count + f.extra.count + f.changed.count
-        let rows = source.count + f.extra.count
-        let nearlyAll = rows > 0 && Double(differing) >= Self.nearlyAllShare * Double(rows)
         let leaf = RangeDifference(range: range, missing: Int64(f.missing.count), extra: Int64(f.extra.count), different: Int64(f.changed.count))
+        // The rows of either side (a key on both counts once) and how many of them differ.
+        let rows = source.count + f.extra.count
+        let nearlyAll = rows > 0 && Double(leaf.rows) >= Self.nearlyAllShare * Double(rows)
         if !nearlyAll || (run != nil && run!.joined(leaf) == nil) { try finish() }
         guard nearlyAll else { return try found.keep(f, fetched: fetched) }
         run = run?.joined(leaf) ?? leaf

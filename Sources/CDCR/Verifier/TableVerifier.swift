@@ -28,8 +28,6 @@ public final class TableVerifier {
     var rangesPerFetch = 200
     /// Ranges per checksum statement.
     var rangesPerChecksum = 1_024
-    /// False: never the hash-bucket descent (tests compare both descents).
-    var useBuckets = true
 
     public init(pair: TablePair, source: VerifySide, target: VerifySide, policy: DescentPolicy = DescentPolicy(),
                 floatTolerance: Double?, maxListed: Int = VerifyOptions.defaultMaxDifferences, listExtra: Bool = true,
@@ -92,7 +90,7 @@ public final class TableVerifier {
             if let (lo, hi) = DescentPolicy.union(bs, bt), let cuts = policy.equalWidthBoundaries(lo: lo, hi: hi, ranges: rootCount, estimatedRows: estimate) {
                 return try descendByRanges(into: &diff, root: KeyRange.all.split(at: cuts.cuts.map { [String($0)] }), arithmetic: cuts)
             }
-            if useBuckets && BucketLevel.suits(sourceRows: se, targetRows: te),
+            if BucketLevel.suits(sourceRows: se, targetRows: te),
                try descendByBuckets(into: &diff, estimatedRows: estimate) {
                 return
             }
@@ -112,25 +110,13 @@ public final class TableVerifier {
         let found = DifferenceCollector(self, spill: diff.spill)
         var level = 0
         while !ranges.isEmpty {
-            // In statements of `rangesPerChecksum` ranges, so a large table shows progress as it goes.
-            var cs: [RangeChecksum] = [], ct: [RangeChecksum] = []
-            var sourceRows: Int64 = 0, targetRows: Int64 = 0
+            let cs: [RangeChecksum], ct: [RangeChecksum]
             if level == 0, let cuts = arithmetic {
                 (cs, ct) = try concurrently({ try source.checksums(cuts) }, { try target.checksums(cuts) })
-                sourceRows = cs.reduce(0) { $0 + $1.count }
-                targetRows = ct.reduce(0) { $0 + $1.count }
+            } else {
+                (cs, ct) = try checksums(of: ranges, level: level)
             }
-            for slice in ranges.chunks(of: rangesPerChecksum) where !(level == 0 && arithmetic != nil) {
-                let chunk = Array(slice)
-                let (s, t) = try concurrently({ try source.checksums(chunk) }, { try target.checksums(chunk) })
-                cs += s
-                ct += t
-                sourceRows += s.reduce(0) { $0 + $1.count }
-                targetRows += t.reduce(0) { $0 + $1.count }
-                if ranges.count > rangesPerChecksum {
-                    progress("level \(level): checksummed \(cs.count) of \(ranges.count) ranges (\(sourceRows) source rows)")
-                }
-            }
+            let sourceRows = cs.reduce(0) { $0 + $1.count }, targetRows = ct.reduce(0) { $0 + $1.count }
             if level == 0 {
                 diff.sourceRows = sourceRows
                 diff.targetRows = targetRows
@@ -205,6 +191,25 @@ public final class TableVerifier {
         // differently; such keys exist on both sides and are compared as rows.
         if diff.spill.missing > 0 && diff.spill.extra > 0 { try resolveKeysOnBothSides(&diff) }
         trace("rows compared")
+    }
+
+    /// Both sides' checksums of `ranges`, in statements of `rangesPerChecksum` ranges so a large
+    /// table shows progress as it goes.
+    private func checksums(of ranges: [KeyRange], level: Int) throws -> ([RangeChecksum], [RangeChecksum]) {
+        let (source, target) = (self.source, self.target)
+        var cs: [RangeChecksum] = [], ct: [RangeChecksum] = []
+        var sourceRows: Int64 = 0
+        for slice in ranges.chunks(of: rangesPerChecksum) {
+            let chunk = Array(slice)
+            let (s, t) = try concurrently({ try source.checksums(chunk) }, { try target.checksums(chunk) })
+            cs += s
+            ct += t
+            sourceRows += s.reduce(0) { $0 + $1.count }
+            if ranges.count > rangesPerChecksum {
+                progress("level \(level): checksummed \(cs.count) of \(ranges.count) ranges (\(sourceRows) source rows)")
+            }
+        }
+        return (cs, ct)
     }
 
     /// Consecutive ranges (one's end is the next one's start) merged, with their row counts added.
