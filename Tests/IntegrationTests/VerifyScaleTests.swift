@@ -140,6 +140,33 @@ struct VerifyScaleTests {
         #expect(try CDCRProcess.run(["verify"] + common).status == 0)
     }
 
+    @Test("a stretch nearly all missing where the target keeps a few equal rows is 'nearly all differ', not 'only in the source'; --print inserts only the missing rows")
+    func nearlyAllMissingWithEqualRows() throws {
+        let p = try PlantedPair(try TestPostgres.sharedCluster())
+        try p.both("CREATE TABLE public.items (id bigint PRIMARY KEY, v text)")
+        try p.both("INSERT INTO public.items SELECT i, 'v' || i FROM generate_series(1, 20000) i; ANALYZE public.items")
+        // Of rows 5,001–10,000 the target kept every 20th (…010, …030), unchanged: 4,750 missing between
+        // 250 equal rows, none of them in the 5-row leaves the 500-row root ranges end with.
+        try p.tgt.execute("DELETE FROM public.items WHERE id BETWEEN 5001 AND 10000 AND id % 20 <> 10; ANALYZE public.items")
+        // Leaves of up to 32 rows: a 16-row leaf holding one equal row is 94 % missing, "nearly all".
+        let common = ["--table", "items", "--leaf-rows", "32"] + p.common
+        let v = try CDCRProcess.run(["verify", "--json"] + common)
+        #expect(v.status == 2, "\(v.stderr)")
+        let t = try #require(firstTable(try JSONParser.parse(v.stdout)))
+        #expect(t["missing"]?.int64Value == 4750 && t["different"]?.int64Value == 0 && t["extra"]?.int64Value == 0, "\(v.stdout.prefix(800))")
+        guard case let .array(ranges)? = t["ranges"] else { Issue.record("no ranges: \(v.stdout.prefix(600))"); return }
+        let summarised = ranges.reduce(0) { $0 + ($1["rows"]?.int64Value ?? 0) }
+        #expect(summarised >= 4000, "\(ranges)")
+        // The target holds rows throughout the stretch: no range may claim it holds none.
+        #expect(ranges.allSatisfy { $0["kind"]?.stringValue == "different" && $0["missing"]?.int64Value == $0["rows"]?.int64Value }, "\(ranges)")
+        let printed = try CDCRProcess.run(["repair", "--print", "--allow-delete"] + common)
+        #expect(printed.stdout.components(separatedBy: "INSERT INTO").count - 1 == 4750, "\(printed.stdout.prefix(400))")
+        #expect(!printed.stdout.contains("DELETE FROM"), "\(printed.stdout.suffix(400))")
+        let fixed = try CDCRProcess.run(["repair", "--execute", "--allow-delete"] + common)
+        #expect(fixed.status == 0, "\(fixed.stdout) \(fixed.stderr)")
+        #expect(try CDCRProcess.run(["verify"] + common).status == 0)
+    }
+
     @Test("the spill: differences beyond one run go to disk as sorted runs and come back merged in key order")
     func spillOrder() throws {
         let spill = DifferenceSpill(keyCount: 2, runSize: 7)

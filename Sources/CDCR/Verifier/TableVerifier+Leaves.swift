@@ -14,6 +14,8 @@ final class LeafRuns {
     private let summarizeRows: Int64
     private var waiting: [(found: Found, fetched: Int)] = []
     private var run: RangeDifference?
+    /// Rows the current run's leaves hold on each side (equal ones too).
+    private var runRows = (source: 0, target: 0)
     /// Ranges summarised so far.
     private(set) var ranges: [RangeDifference] = []
 
@@ -33,6 +35,7 @@ final class LeafRuns {
         if !nearlyAll || (run != nil && run!.joined(leaf) == nil) { try finish() }
         guard nearlyAll else { return try found.keep(f, fetched: fetched) }
         run = run?.joined(leaf) ?? leaf
+        runRows = (runRows.source + source.count, runRows.target + target.count)
         if run!.rows > summarizeRows {
             found.rowsFetched += fetched + waiting.reduce(0) { $0 + $1.fetched }
             waiting = []
@@ -43,13 +46,15 @@ final class LeafRuns {
 
     /// Ends the current run: summarised when it passed `summarizeRows`, listed otherwise.
     func finish() throws {
-        defer { run = nil; waiting = [] }
+        defer { run = nil; waiting = []; runRows = (0, 0) }
         guard let run else { return }
         if run.rows > summarizeRows {
-            // Rows on one side only make a one-sided range, which the one-sided ranges it meets join.
-            if run.extra == 0 && run.different == 0 {
+            // A run whose rows are all on one side is a one-sided range, which the one-sided ranges it
+            // meets join. Not when the other side holds rows there, equal ones included: "only in the
+            // source" would be false, and `repair --print` would delete (or insert) them wholesale.
+            if runRows.target == 0 {
                 ranges.append(RangeDifference(range: run.range, side: .source, rows: run.rows))
-            } else if run.missing == 0 && run.different == 0 {
+            } else if runRows.source == 0 {
                 ranges.append(RangeDifference(range: run.range, side: .target, rows: run.rows))
             } else {
                 ranges.append(run)
