@@ -21,8 +21,7 @@ struct BackfillAdminTests {
     func backfillJob() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 1_500)
         try kafka.createTopic("bj")
         let port = freePort()

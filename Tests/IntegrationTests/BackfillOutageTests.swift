@@ -51,8 +51,7 @@ struct BackfillOutageTests {
     @Test("backends terminated and the target refusing connections for a while: waited out, exact; past --outage-timeout: exit 1 naming the outage")
     func terminatedAndRefused() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         let admin = try PGConnection.connect(pg.url())
         try populateOrders(src, rows: 5_000)
         let p = try CDCRProcess.start(["backfill", "--source", source, "--target", target, "--table", "public.orders",

@@ -16,8 +16,7 @@ struct BackfillPlanTests {
           arguments: [0, 5])
     func noScanPerRow(staleRows: Int) throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         defer { src.close(); tgt.close() }
         let rows = 12_000
         try populateOrders(src, rows: rows)
@@ -46,8 +45,7 @@ struct BackfillPlanTests {
     @Test("a chunk whose key range the target lacks goes in as plain INSERTs; a key holding a newer tombstone sends it the guarded way, and that row stays deleted")
     func plainInsertsAndFallback() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         defer { src.close(); tgt.close() }
         try populateOrders(src, rows: 1_000)
         #expect(try CDCRProcess.run(["init", "--target", target]).status == 0)
@@ -74,8 +72,7 @@ struct BackfillPlanTests {
     @Test("a table with a target-only column: an empty range goes in through the stage, the column NULL as the MERGE leaves it, not its default")
     func plainInsertsKeepTargetOnlyNull() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         defer { src.close(); tgt.close() }
         try populateOrders(src, rows: 300)
         try tgt.execute("ALTER TABLE public.orders ADD COLUMN audit_note text DEFAULT 'from a default'")

@@ -125,8 +125,7 @@ struct BackfillStreamTests {
     func changeLogFeed(kill: Bool) throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try src.execute(accountsDDL)
         try tgt.execute(accountsDDL)
         try populateAccounts(src, rows: 3_000)
@@ -159,8 +158,7 @@ struct BackfillStreamTests {
     func debeziumFeed(kill: Bool) throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try src.execute(accountsDDL)
         try tgt.execute(accountsDDL)
         try populateAccounts(src, rows: 3_000)
@@ -227,8 +225,7 @@ struct BackfillStreamTests {
     func transactionOpenAcrossSnapshot() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 200)
         try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
         let open = try PGConnection.connect(source)
@@ -259,8 +256,7 @@ struct BackfillStreamTests {
     func lateAndDeleted() throws {
         let pg = try TestPostgres.sharedCluster()
         let kafka = try TestKafka()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 300)
         try SourceChangeLog.install(on: src, tables: [TableName(parsing: "public.orders")])
         for i in 1...10 { try src.query("UPDATE public.orders SET status = $1 WHERE id = 10", ["early \(i)"]) }  // before the copy: change_ids 1…10

@@ -19,6 +19,12 @@ func populateOrders(_ conn: PGConnection, rows: Int, from: Int = 1) throws {
         """, [String(from), String(from + rows - 1)])
 }
 
+/// A fresh source and target database of `pg` (the fixture schema), with a connection to each.
+func backfillDatabases(_ pg: TestPostgres) throws -> (source: String, target: String, src: PGConnection, tgt: PGConnection) {
+    let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
+    return (source, target, try PGConnection.connect(source), try PGConnection.connect(target))
+}
+
 /// `cdcr backfill` against `source` and `target` with `args`.
 func backfill(_ source: String, _ target: String, _ args: [String], timeout: Duration = .seconds(240)) throws -> (status: Int32, stdout: String, stderr: String) {
     try CDCRProcess.run(["backfill", "--source", source, "--target", target] + args, timeout: timeout)
@@ -43,8 +49,7 @@ struct BackfillTests {
     @Test("integer, text, uuid and composite keys in chunks: the target equals the source; rerun is a no-op; --restart copies again")
     func keysAndChunks() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         let extra = """
             CREATE TABLE public.by_text (code text PRIMARY KEY, v int);
             CREATE TABLE public.by_uuid (id uuid PRIMARY KEY, v text);
@@ -100,8 +105,7 @@ struct BackfillTests {
     @Test("killed -9 mid-way: every committed chunk is checkpointed with its rows; the rerun continues after the last one")
     func killAndResume() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 6_000)
         let p = try CDCRProcess.start(["backfill", "--source", source, "--target", target, "--table", "public.orders",
                                        "--chunk-rows", "100", "--max-rows-per-second", "1500"])
@@ -131,8 +135,7 @@ struct BackfillTests {
     @Test("SIGTERM finishes the current chunk, records its checkpoint and exits 0; the rate limit holds")
     func sigtermAndRate() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 3_000)
         let started = ContinuousClock.now
         let p = try CDCRProcess.start(["backfill", "--source", source, "--target", target, "--table", "public.orders",
@@ -157,8 +160,7 @@ struct BackfillTests {
     @Test("--dry-run reads and counts, and writes nothing")
     func dryRun() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 1_000)
         try populateOrders(tgt, rows: 10)
         #expect(try CDCRProcess.run(["init", "--target", target]).status == 0)
@@ -175,8 +177,7 @@ struct BackfillTests {
     @Test("refused rows are counted failed and the rest apply; rows that still differ after settling: exit 2")
     func failedAndDiffering() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 300)
         try tgt.execute("ALTER TABLE public.orders ADD CONSTRAINT no13 CHECK (customer_id <> 13)")
         try tgt.execute("""
@@ -199,8 +200,7 @@ struct BackfillTests {
     @Test("bad input is refused with a message naming it, before anything is written")
     func badInput() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 100)
         try src.execute("""
             CREATE TABLE public.only_src (id int PRIMARY KEY);
@@ -248,8 +248,7 @@ struct BackfillTests {
     @Test("--where is evaluated read-only on both sides: a predicate whose function writes in the target fails (exit 1) and writes nothing there")
     func predicateReadOnly() throws {
         let pg = try TestPostgres.sharedCluster()
-        let source = try pg.createDatabase("src"), target = try pg.createDatabase("tgt")
-        let src = try PGConnection.connect(source), tgt = try PGConnection.connect(target)
+        let (source, target, src, tgt) = try backfillDatabases(pg)
         try populateOrders(src, rows: 50)
         try src.execute("CREATE FUNCTION public.keep(id bigint) RETURNS bool LANGUAGE sql AS 'SELECT true'")
         try tgt.execute("CREATE TABLE public.calls (id bigint)")

@@ -69,18 +69,18 @@ extension AdminServer {
         if let n = try int("parallel") { o.parallel = n }
         if let n = try int("max_rows_per_second") { o.maxRowsPerSecond = Double(n) }
         // The CLI's --writers and --outage-timeout, with the same bounds.
+        let w = BackfillOptions.writerRange, most = BackfillOptions.maxOutageTimeoutSeconds
         if let n = try int("writers") {
-            guard n <= 8 else { throw BackfillError("writers must be an integer between 1 and 8") }
+            guard w.contains(n) else { throw BackfillError("writers must be an integer between \(w.lowerBound) and \(w.upperBound)") }
             o.writers = n
         }
+        let badTimeout = BackfillError("outage_timeout must be a number of seconds from 0 to \(most) (a year)")
         switch body["outage_timeout"] {
         case nil, .null?: break
         case let .number(text)?:
-            guard let seconds = Double(text), seconds >= 0, seconds <= 86_400 * 365 else {
-                throw BackfillError("outage_timeout must be a number of seconds from 0 to 31536000 (a year)")
-            }
+            guard let seconds = Double(text), seconds >= 0, seconds <= Double(most) else { throw badTimeout }
             o.outageTimeout = .milliseconds(Int64(seconds * 1000))
-        default: throw BackfillError("outage_timeout must be a number of seconds from 0 to 31536000 (a year)")
+        default: throw badTimeout
         }
         o.predicate = try string("where")
         if let p = o.predicate, p.trimmingCharacters(in: .whitespaces).isEmpty { throw BackfillError("where is empty") }

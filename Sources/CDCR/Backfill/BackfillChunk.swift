@@ -207,7 +207,6 @@ struct ChunkWriter: Sendable {
                        [String(chunk.version), String(chunk.rowCount)] + chunk.bounds)
     }
 
-
     private func guardAndMerge(_ outcome: inout ChunkOutcome) throws {
         let losers = try conn.query(sql.stage.guardSQL).rows.compactMap { $0[0] }
         phases.mark("guard")

@@ -30,6 +30,12 @@ public struct BackfillOptions: Sendable {
     /// Target connections writing chunks at once (disjoint key ranges; commits stay in key order).
     public var writers = 2
 
+    /// What `writers` may be (the CLI's `--writers`, the admin API's `writers`).
+    public static let writerRange = 1...8
+    /// The longest `outageTimeout` in seconds, a year: beyond, the duration in milliseconds would
+    /// overflow (and trap). The CLI and the admin API check against it.
+    public static let maxOutageTimeoutSeconds = 86_400 * 365
+
     public init() {}
 }
 

@@ -52,9 +52,9 @@ struct BackfillCommand: ParsableCommand {
         if let r = maxRowsPerSecond, !(r > 0 && r.isFinite) { throw ValidationError("--max-rows-per-second must be a number > 0") }
         if parallel < 1 { throw ValidationError("--parallel must be at least 1") }
         if !(settle >= 0 && settle <= 86_400) { throw ValidationError("--settle must be a number of seconds from 0 to 86400") }
-        if writers < 1 || writers > 8 { throw ValidationError("--writers must be between 1 and 8") }
-        // At most a year: beyond, the duration in milliseconds would overflow (and trap).
-        if !(outageTimeout >= 0 && outageTimeout <= 86_400 * 365) { throw ValidationError("--outage-timeout must be a number of seconds from 0 to 31536000 (a year)") }
+        let w = BackfillOptions.writerRange, most = BackfillOptions.maxOutageTimeoutSeconds
+        if !w.contains(writers) { throw ValidationError("--writers must be between \(w.lowerBound) and \(w.upperBound)") }
+        if !(outageTimeout >= 0 && outageTimeout <= Double(most)) { throw ValidationError("--outage-timeout must be a number of seconds from 0 to \(most) (a year)") }
         if let predicate, predicate.trimmingCharacters(in: .whitespaces).isEmpty { throw ValidationError("--where is empty") }
         if let versionSource, VersionSource(rawValue: versionSource) == nil {
             throw ValidationError("--version-source must be one of \(VersionSource.allCases.map(\.rawValue).joined(separator: ", "))")
