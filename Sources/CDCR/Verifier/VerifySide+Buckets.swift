@@ -27,7 +27,7 @@ extension VerifySide {
             GROUP BY 1
             """
         var out: [Int64: RangeChecksum] = [:]
-        for r in try conn.query(sql).rows { out[Int64(r[0]!)!] = RangeChecksum(count: Int64(r[1]!)!, sum: r[2] ?? "0") }
+        for r in try conn.query(sql).rows { out[Int64(r[0]!)!] = Self.checksum(r, at: 1) }
         return out
     }
 
@@ -56,29 +56,11 @@ extension VerifySide {
         var children: [Int64: RangeChecksum] = [:], rows: [KeyTexts: Int64] = [:]
         for r in try conn.query(sql, params).rows {
             if r[0] == "0" {
-                children[Int64(r[1]!)!] = RangeChecksum(count: Int64(r[2]!)!, sum: r[3] ?? "0")
+                children[Int64(r[1]!)!] = Self.checksum(r, at: 2)
             } else {
                 rows[r[4...].map { $0 ?? "" }] = Int64(r[3]!)!
             }
         }
         return (children, rows)
-    }
-
-    /// Row count and hash sum of each range of `cuts` (a dense integer key), grouped in one
-    /// sequential scan: the range index is computed from the key, as `EqualWidthCuts.index(of:)` does.
-    /// Every key lies in [lo, hi] of the same snapshot, so `k - lo` cannot overflow.
-    public func checksums(_ cuts: EqualWidthCuts) throws -> [RangeChecksum] {
-        let k = "(\(keyColumns[0].ref))::int8"
-        // The subquery (`OFFSET 0`) keeps the planner from guessing a group per row for the computed
-        // index, which made it sort the whole table (in parallel workers) instead of hashing.
-        let sql = """
-            SELECT i, count(*), sum(rh)::text FROM (
-                SELECT least(greatest((\(k) - \(cuts.lo)) / \(cuts.width), 0), \(cuts.cuts.count)) AS i, \(rowHash) AS rh
-                FROM \(table.name.quoted) t WHERE true\(whereClause) OFFSET 0) s
-            GROUP BY 1
-            """
-        var out = [RangeChecksum](repeating: .empty, count: cuts.cuts.count + 1)
-        for r in try conn.query(sql).rows { out[Int(r[0]!)!] = RangeChecksum(count: Int64(r[1]!)!, sum: r[2] ?? "0") }
-        return out
     }
 }

@@ -146,14 +146,37 @@ public final class VerifySide: @unchecked Sendable {
         return rows.rows.map { $0.map { $0 ?? "" } }
     }
 
+    /// The `count(*)` and `sum(…)::text` a checksum statement returns from column `i` of a row.
+    static func checksum(_ row: [String?], at i: Int) -> RangeChecksum {
+        RangeChecksum(count: Int64(row[i]!)!, sum: row[i + 1] ?? "0")
+    }
+
     /// Row count and hash sum of each range, in order.
     public func checksums(_ ranges: [KeyRange]) throws -> [RangeChecksum] {
         guard !ranges.isEmpty else { return [] }
         let (sql, params) = overRanges(ranges, select: "count(*), sum(\(rowHash))::text", tail: "GROUP BY 1")
         var out = [RangeChecksum](repeating: .empty, count: ranges.count)
         for r in try conn.query(sql, params).rows {
-            out[Int(r[0]!)!] = RangeChecksum(count: Int64(r[1]!)!, sum: r[2] ?? "0")
+            out[Int(r[0]!)!] = Self.checksum(r, at: 1)
         }
+        return out
+    }
+
+    /// Row count and hash sum of each range of `cuts` (a dense integer key), grouped in one
+    /// sequential scan: the range index is computed from the key, as `EqualWidthCuts.index(of:)` does.
+    /// Every key lies in [lo, hi] of the same snapshot, so `k - lo` cannot overflow.
+    public func checksums(_ cuts: EqualWidthCuts) throws -> [RangeChecksum] {
+        let k = "(\(keyColumns[0].ref))::int8"
+        // The subquery (`OFFSET 0`) keeps the planner from guessing a group per row for the computed
+        // index, which made it sort the whole table (in parallel workers) instead of hashing.
+        let sql = """
+            SELECT i, count(*), sum(rh)::text FROM (
+                SELECT least(greatest((\(k) - \(cuts.lo)) / \(cuts.width), 0), \(cuts.cuts.count)) AS i, \(rowHash) AS rh
+                FROM \(table.name.quoted) t WHERE true\(whereClause) OFFSET 0) s
+            GROUP BY 1
+            """
+        var out = [RangeChecksum](repeating: .empty, count: cuts.cuts.count + 1)
+        for r in try conn.query(sql).rows { out[Int(r[0]!)!] = Self.checksum(r, at: 1) }
         return out
     }
 
