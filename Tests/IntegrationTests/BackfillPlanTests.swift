@@ -59,13 +59,17 @@ struct BackfillPlanTests {
         #expect(total["inserted"]?.int64Value == 999 && total["skipped"]?.int64Value == 1 && total["chunks"]?.int64Value == 5)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders") == 999)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM public.orders WHERE id = 250") == 0)
-        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 999)
+        // Chunk 1 recorded its range's watermark (no entries); chunks 2…5 wrote an entry per row.
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 799)
+        #expect(try backfillRanges(tgt, "public.orders") == 1)
+        #expect(try rowsWithKnownVersion(tgt, "public.orders") == 999)
         // Which way each chunk went, from its debug line: chunk 1 COPYed straight into the table, chunk 2
-        // (rows 201…400) refused there and guarded, chunks 3…5 guarded too (the writer keeps away a while).
+        // (rows 201…400) COPYed, found the tombstone's entry among its keys, rolled back and went the
+        // guarded way, chunks 3…5 guarded too (the writer keeps away a while).
         let lines = run.stderr.split(separator: "\n").filter { $0.contains("phases=") }
         #expect(lines.count == 5, "\(run.stderr)")
-        #expect(lines.filter { $0.contains("phases=range=") && $0.contains(" copy_table=") && $0.contains(" versions=") }.count == 1, "\(lines)")
-        #expect(lines.filter { $0.contains("insert_refused=") }.count == 1, "\(lines)")
+        #expect(lines.filter { $0.contains("phases=fence=") && $0.contains(" copy_table=") && $0.contains(" range=") && !$0.contains("merge=") }.count == 1, "\(lines)")
+        #expect(lines.filter { $0.contains("entries_found=") }.count == 1, "\(lines)")
         #expect(lines.filter { $0.contains("merge=") }.count == 4, "\(lines)")
     }
 

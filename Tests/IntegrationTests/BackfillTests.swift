@@ -83,9 +83,17 @@ struct BackfillTests {
         #expect(report["public.by_text"]?["total"]?["rows_read"]?.int64Value == 700)
         #expect(report["public.by_uuid"]?["total"]?["rows_read"]?.int64Value == 600)
         #expect(try sameRows(src, tgt, tables) == 0)
-        // One ledger entry per chunk, versions (the chunk's watermark) for every row, a tombstone for the extra one.
+        // One ledger entry per chunk, a version (the chunk's watermark) for every row — an entry where the
+        // chunk met rows and went the guarded way, its range's watermark where it went into an empty
+        // range — and a tombstone for the extra one. A text key gets no ranges: entries for every row.
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.ledger WHERE change_id LIKE 'backfill:public.orders:%'") == 26)
-        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND version > 0 AND NOT deleted") == 2_500)
+        #expect(try rowsWithKnownVersion(tgt, "public.orders") == 2_500)
+        // The first chunk met the 50 stale rows, the last one the extra row: guarded, 97 + 75 entries.
+        #expect(try backfillRanges(tgt, "public.orders") == 24)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 172)
+        #expect(try backfillRanges(tgt, "public.by_text") == 0)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.by_text' AND version > 0 AND NOT deleted") == 700)
+        #expect(try backfillRanges(tgt, "public.by_uuid") > 0 && backfillRanges(tgt, "public.order_items") > 0)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND row_key = '999999' AND deleted") == 1)
         #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.backfill_state WHERE done") == 4)
 
@@ -99,6 +107,9 @@ struct BackfillTests {
         #expect(restart.status == 0, "\(restart.stderr)")
         let r = try #require(try backfillTables(restart.stdout)["public.orders"]?["total"])
         #expect(r["updated"]?.int64Value == 2_500 && r["inserted"]?.int64Value == 0 && r["chunks"]?.int64Value == 3)
+        // The new run records no ranges of its own (the first run's stay, disjoint): entries for every row.
+        #expect(try backfillRanges(tgt, "public.orders") == 24)
+        #expect(try Expect.count(tgt, "SELECT count(*) FROM cdcr.row_versions WHERE table_name = 'public.orders' AND NOT deleted") == 2_500)
         #expect(try sameRows(src, tgt, ["public.orders"]) == 0)
     }
 

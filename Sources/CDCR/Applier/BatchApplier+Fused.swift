@@ -5,8 +5,8 @@ extension BatchApplier {
     /// The usual batch — prepared ahead (`PreparedBatch`) against the tables the catalog still
     /// holds, no ID expected in the ledger yet, nothing to truncate — in four round trips instead of
     /// eleven: the same statements as `run`, in the same order, but sent as one `script`
-    /// (`BEGIN`, the ledger claim's COPY under its savepoint, then per table the stage, its COPY, the
-    /// guard and the MERGE), then the ledger settlement pipelined with the `COMMIT`.
+    /// (`BEGIN`, the ledger claim's COPY under its savepoint, then per table the fence, the stage, its
+    /// COPY, the guard and the MERGE), then the ledger settlement pipelined with the `COMMIT`.
     /// The script waits for the server only at its start and at each COPY.
     ///
     /// Returns nil when the batch is not such a batch, or when the claim met IDs the ledger already
@@ -26,9 +26,9 @@ extension BatchApplier {
         var insertSteps: [Int: TableName] = [:]
         for ((table, rows), (data, anyKeep)) in zip(staged.plan.tables, staged.stage) {
             let insertOnly = insertOnlyPause[table.name] == nil && rows.allSatisfy { !$0.isDelete }
-            let tableSteps = stageStatements(for: table).steps(data: data, anyKeep: anyKeep, insertOnly: insertOnly)
-            guardSteps.append(steps.count + 3)  // after create, empty and COPY
-            if insertOnly { insertSteps[steps.count + 3] = table.name }
+            let (tableSteps, losers) = stageStatements(for: table).steps(data: data, anyKeep: anyKeep, insertOnly: insertOnly)
+            guardSteps.append(steps.count + losers)  // after the fence, create, empty and COPY
+            if insertOnly { insertSteps[steps.count + losers] = table.name }
             steps += tableSteps
         }
         let results: [PGRows]

@@ -12,8 +12,11 @@ struct StageStatements {
     /// Creates the stage (once per session) and empties it (it may hold an isolation attempt's rows).
     let create: String
     let empty: String
-    /// Both, for `execute`.
+    /// Both, for `execute`, after the fence (if any) when it is the applier's.
     let prepare: String
+    /// Both without the fence: for a backfill chunk, which never takes the fence shared (a chunk
+    /// waiting for its turn while holding it would lock out the chunk before it).
+    let prepareStage: String
     let copy: String
     let guardSQL: String
     /// Both MERGEs skip the rows the guard marked as losers.
@@ -25,13 +28,19 @@ struct StageStatements {
     /// when no key is in `cdcr.row_versions` or the table yet (the MERGE would insert every row, with
     /// the stage's NULL for a column the event lacks, as here); when one is, it fails with a unique
     /// violation (23505) and the batch is redone the usual way (see `BatchApplier.applyFused`).
+    /// A row at or below its range floor is left out and returned, as the guard returns its losers.
     let insertNew: String
 
+    /// For a table that can carry range watermarks (`RangeFloors`): the fence, taken shared before
+    /// anything of the table is staged, so the guard reads the floors after any chunk holding it committed.
+    let fence: String?
+
     /// Every statement up to the MERGE (or `insertNew`), one each: what `BatchApplier` sends as one
-    /// script. The guard's (or `insertNew`'s) result is the fourth.
-    func steps(data: [UInt8], anyKeep: Bool, insertOnly: Bool = false) -> [PGStep] {
+    /// script, and the position of the guard's (or `insertNew`'s) result, the losers.
+    func steps(data: [UInt8], anyKeep: Bool, insertOnly: Bool = false) -> (steps: [PGStep], losers: Int) {
         let apply: [PGStep] = insertOnly ? [.sql(insertNew)] : [.sql(guardSQL), .sql(anyKeep ? mergeKeeping : merge)]
-        return [.sql(create), .sql(empty), .copyIn(copy, data: data)] + apply
+        let lead: [PGStep] = fence.map { [.sql($0)] } ?? []
+        return (lead + [.sql(create), .sql(empty), .copyIn(copy, data: data)] + apply, lead.count + 3)
     }
 
     init(_ table: TargetTable) {
@@ -42,7 +51,10 @@ struct StageStatements {
         let columnDefs = cols.map { "\(quoteIdentifier($0.name)) \($0.sqlType)" }.joined(separator: ", ")
         create = "CREATE TEMP TABLE IF NOT EXISTS \(stage) (_cdcr_idx int, _cdcr_op \"char\", _cdcr_version bigint, _cdcr_keep int[], _cdcr_lost boolean, \(columnDefs)) ON COMMIT DELETE ROWS"
         empty = "DELETE FROM \(stage)"
-        prepare = create + ";\n" + empty
+        let floors = RangeFloors.applies(to: table)
+        fence = floors ? RangeFloors.fenceShared(table.name) : nil
+        prepareStage = create + ";\n" + empty
+        prepare = (fence.map { $0 + ";\n" } ?? "") + prepareStage
         let colList = cols.map { quoteIdentifier($0.name) }.joined(separator: ", ")
         copy = "COPY \(stage) (_cdcr_idx, _cdcr_op, _cdcr_version, _cdcr_keep, \(colList)) FROM STDIN"
 
@@ -55,10 +67,15 @@ struct StageStatements {
         // The losers are marked in the stage (`_cdcr_lost`), so the MERGE needs nothing from this statement's
         // result and can follow it in the same script. The table's name is a literal here: it is the
         // catalog's (resolved, like the identifiers around it), never a value from an event.
+        // A key that a backfill's range holds also loses at or below the range's watermark, its floor
+        // (`RangeFloors`): it may have no entry of its own.
+        let floorCTEs = floors ? RangeFloors.ctes(table, stage: stage) + ",\n" : ""
+        let aboveFloor = floors ? " AND " + RangeFloors.aboveFloor : ""
         guardSQL = """
-            WITH won AS (
+            WITH \(floorCTEs)won AS (
                 INSERT INTO cdcr.row_versions AS rv (table_name, row_key, version, deleted)
-                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2
+                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, s._cdcr_op = 'd' FROM \(stage) s
+                WHERE s._cdcr_op <> 'x'\(aboveFloor) ORDER BY 2
                 ON CONFLICT (table_name, row_key) DO UPDATE
                     SET version = coalesce(EXCLUDED.version, rv.version), deleted = EXCLUDED.deleted, updated_at = now()
                     WHERE rv.version IS NULL OR EXCLUDED.version IS NULL OR rv.version < EXCLUDED.version
@@ -88,10 +105,13 @@ struct StageStatements {
         merge = mergeSQL(keeping: false)
         mergeKeeping = mergeSQL(keeping: true)
         insertNew = """
-            WITH versions AS (
+            WITH \(floorCTEs)versions AS (
                 INSERT INTO cdcr.row_versions (table_name, row_key, version, deleted)
-                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, false FROM \(stage) s WHERE s._cdcr_op <> 'x' ORDER BY 2)
-            INSERT INTO \(table.name.quoted) (\(colList)) SELECT \(insertValues) FROM \(stage) s WHERE s._cdcr_op <> 'x'
+                SELECT \(quoteLiteral(table.name.description)), \(keyExpr), s._cdcr_version, false FROM \(stage) s
+                WHERE s._cdcr_op <> 'x'\(aboveFloor) ORDER BY 2),
+            inserted AS (
+                INSERT INTO \(table.name.quoted) (\(colList)) SELECT \(insertValues) FROM \(stage) s WHERE s._cdcr_op <> 'x'\(aboveFloor))
+            SELECT s._cdcr_idx FROM \(stage) s WHERE s._cdcr_op <> 'x' AND \(floors ? "NOT " + RangeFloors.aboveFloor : "false")
             """
     }
 }

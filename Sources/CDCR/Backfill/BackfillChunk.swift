@@ -2,7 +2,7 @@ import CDCCore
 import CDCPostgres
 import Logging
 
-/// One chunk as read from the source: its rows already in the stage's COPY format, the key range it
+/// One chunk as read from the source: its rows in COPY text (the copied columns), the key range it
 /// covers (`lower` inclusive, `upper` exclusive, nil = open) and the version its rows are stamped with.
 struct SourceChunk {
     var data: [UInt8] = []
@@ -29,7 +29,7 @@ extension SourceChunk {
         try conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         do {
             if let lower { try conn.query(sql.bindLower, lower.map(Optional.some)) }
-            try conn.copyOut(sql.sourceChunk(limit: limit + 1, version: watermark.version, fromLower: lower != nil)) { row in
+            try conn.copyOut(sql.sourceChunk(limit: limit + 1, fromLower: lower != nil)) { row in
                 chunk.rowStarts.append(chunk.data.count)
                 chunk.data.append(contentsOf: row)
             }
@@ -41,7 +41,7 @@ extension SourceChunk {
         if chunk.rowCount > limit {
             let last = chunk.rowStarts.removeLast()
             let fields = chunk.data[last...].withUnsafeBytes { CopyText.decodeRow($0) }
-            chunk.upper = sql.table.keyPositions.map { fields[4 + $0] ?? "" }
+            chunk.upper = sql.table.keyPositions.map { fields[$0] ?? "" }
             chunk.data.removeSubrange(last...)
         }
         return chunk
@@ -53,7 +53,21 @@ extension SourceChunk {
     /// The key texts of row `i` (decoded from its COPY text).
     func key(_ i: Int, positions: [Int]) -> KeyTexts {
         let fields = data[row(i)].withUnsafeBytes { CopyText.decodeRow($0) }
-        return positions.map { fields[4 + $0] ?? "" }
+        return positions.map { fields[$0] ?? "" }
+    }
+
+    /// Rows `rows` as the stage's COPY rows: stage index (the row's position from 1), 'u', the
+    /// chunk's version, the target-only columns to keep (`keep`, COPY text), then the columns.
+    func stageData(_ rows: some Sequence<Int>, keep: String) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(data.count + rowCount * 24)
+        let tail = Array("\tu\t\(version)\t\(keep)\t".utf8)
+        for i in rows {
+            out.append(contentsOf: String(i + 1).utf8)
+            out.append(contentsOf: tail)
+            out.append(contentsOf: data[row(i)])
+        }
+        return out
     }
 }
 
@@ -72,6 +86,10 @@ struct ChunkWriter: Sendable {
     let conn: PGConnection
     let runID: String
     let logger: Logger
+    /// Chunks into an empty key range record a range watermark instead of per-row version entries
+    /// (`insertRanged`): the table's key orders by type alone, there is no `--where`, and no other
+    /// run recorded ranges on the table (`Backfiller`).
+    var useRanges = false
     /// Time per step of the last chunk (debug logging, benchmarks).
     let phases = PhaseClock()
     /// Chunks left before the next plain-INSERT attempt (`insertIntoEmptyRange`).
@@ -88,7 +106,7 @@ struct ChunkWriter: Sendable {
         phases.reset()
         do {
             return try inTransaction(dryRun: dryRun) {
-                var outcome = try apply(chunk, rows: Array(0..<chunk.rowCount), tombstones: true)
+                var outcome = try apply(chunk, rows: Array(0..<chunk.rowCount), tombstones: true, rangedChunk: chunkNumber, beforeFence: beforeCheckpoint)
                 try finish(chunk, chunkNumber: chunkNumber, outcome: &outcome, dryRun: dryRun, beforeCheckpoint: beforeCheckpoint)
                 return outcome
             }
@@ -176,24 +194,28 @@ struct ChunkWriter: Sendable {
 
     /// Stages `rows` of the chunk (and, with `tombstones`, deletes for target keys in the chunk's
     /// range that the chunk lacks), guards and merges them.
-    private func apply(_ chunk: SourceChunk, rows: [Int], tombstones: Bool) throws -> ChunkOutcome {
+    /// `rangedChunk`: the chunk's number when it may record a range; `beforeFence` runs before a
+    /// ranged insert takes the fence (the wait for the previous chunk).
+    private func apply(_ chunk: SourceChunk, rows: [Int], tombstones: Bool, rangedChunk: Int64? = nil,
+                       beforeFence: () throws -> Void = {}) throws -> ChunkOutcome {
         var outcome = ChunkOutcome()
         outcome.counts.rowsRead = Int64(rows.count)
         var plain = false
-        if tombstones && insertPause.tick() { plain = try targetRangeIsEmpty(chunk) }
+        if tombstones && insertPause.tick() {
+            if useRanges && sql.table.targetOnly.isEmpty, let number = rangedChunk {
+                try beforeFence()
+                if try insertRanged(chunk, number: number, outcome: &outcome) { return outcome }
+            } else {
+                plain = try targetRangeIsEmpty(chunk)
+            }
+        }
         if plain && sql.table.targetOnly.isEmpty {
             if try insertIntoEmptyRange(chunk, direct: true, outcome: &outcome) { return outcome }
             plain = false
         }
-        try conn.execute(sql.stage.prepare)
+        try conn.execute(sql.stage.prepareStage)
         phases.mark("prepare")
-        if rows.count == chunk.rowCount {
-            try conn.copyIn(sql.stageCopy, data: chunk.data)
-        } else {
-            var data: [UInt8] = []
-            for i in rows { data.append(contentsOf: chunk.data[chunk.row(i)]) }
-            try conn.copyIn(sql.stageCopy, data: data)
-        }
+        try conn.copyIn(sql.stageCopy, data: chunk.stageData(rows, keep: sql.stageKeep))
         phases.mark("copy")
         if plain, try insertIntoEmptyRange(chunk, direct: false, outcome: &outcome) { return outcome }
         if tombstones && sql.predicate == nil { try insertTombstones(chunk) }
@@ -252,7 +274,7 @@ struct ChunkWriter: Sendable {
     /// the MERGE skip) so the tombstones spare them, then the tombstones alone.
     private func stageTombstonesAlone(_ chunk: SourceChunk, outcome: inout ChunkOutcome) throws {
         guard sql.predicate == nil else { return }
-        try conn.execute(sql.stage.prepare)
+        try conn.execute(sql.stage.prepareStage)
         var data: [UInt8] = []
         for i in 0..<chunk.rowCount {
             CopyText.appendRow([String(i + 1), "x"] + chunk.key(i, positions: sql.table.keyPositions).map(Optional.some), to: &data)

@@ -127,6 +127,20 @@ enum BackfillState {
         _ = try? conn.query("SELECT pg_advisory_unlock(hashtext($1), hashtext($2))", ["cdcr.backfill", table.description])
     }
 
+    /// Whether a run other than `runID` recorded range watermarks on the table.
+    static func rangesOfOtherRuns(_ table: TableName, runID: String, on conn: PGConnection) throws -> Bool {
+        try conn.query("SELECT EXISTS (SELECT FROM cdcr.backfill_ranges WHERE table_name = $1 AND run_id <> $2)",
+                       [table.description, runID]).scalar == "t"
+    }
+
+    /// Whether a backfill recorded a range watermark on the table at or after `since` (target clock).
+    /// False where the bookkeeping predates range watermarks.
+    static func rangesRecorded(_ table: TableName, since: String, on conn: PGConnection) throws -> Bool {
+        guard try conn.query("SELECT to_regclass('cdcr.backfill_ranges') IS NOT NULL").scalar == "t" else { return false }
+        return try conn.query("SELECT EXISTS (SELECT FROM cdcr.backfill_ranges WHERE table_name = $1 AND recorded_at >= $2::timestamptz)",
+                              [table.description, since]).scalar == "t"
+    }
+
     static func encodeKey(_ key: KeyTexts) -> String { JSONValue.array(key.map { .string($0) }).serialized }
 
     static func decodeKey(_ text: String) throws -> KeyTexts {

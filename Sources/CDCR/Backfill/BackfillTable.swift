@@ -29,6 +29,17 @@ public struct BackfillTable: Sendable {
 
     public var keyNames: [String] { pair.keyColumns.map(\.name) }
 
+    /// Whether the key orders by its type alone, the same in the source and the target: each key
+    /// column of a kind without collation (`RangeFloors.orderedKinds`), of the same type on both
+    /// sides (an integer may widen). Then a chunk may record a range watermark.
+    public var keyOrdersByType: Bool {
+        guard RangeFloors.applies(to: target) else { return false }
+        return keyNames.allSatisfy { name in
+            let s = source.columns[source.columnIndex(name)!], t = target.columns[target.columnIndex(name)!]
+            return s.kind == t.kind && (s.kind == .integer || s.sqlType == t.sqlType)
+        }
+    }
+
     /// Resolves and checks the pair; throws `VerifyError`/`BackfillError` naming what is wrong.
     public static func resolve(source sourceName: TableName, target targetName: TableName,
                                sourceConn: PGConnection, targetConn: PGConnection, denySchemas: [String] = []) throws -> BackfillTable {

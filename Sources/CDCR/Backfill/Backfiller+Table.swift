@@ -37,7 +37,16 @@ extension Backfiller {
         run.report.versionSource = checkpoint.versionSource
 
         let sql = BackfillSQL(table, predicate: options.predicate)
-        let writers = conns.writers.map { ChunkWriter(sql: sql, conn: $0, runID: checkpoint.runID, logger: logger) }
+        // Range watermarks only where "which range holds this key" has one answer on both sides and
+        // every key of a range was copied (no --where), and only for one run per table, whose
+        // ranges are disjoint (a rerun after --restart writes entries, docs/BACKFILL.md).
+        let otherRuns = try BackfillState.rangesOfOtherRuns(targetName, runID: checkpoint.runID, on: conns.target)
+        let useRanges = table.keyOrdersByType && options.predicate == nil && !otherRuns
+        let writers = conns.writers.map { conn in
+            var writer = ChunkWriter(sql: sql, conn: conn, runID: checkpoint.runID, logger: logger)
+            writer.useRanges = useRanges
+            return writer
+        }
         let queues = writers.indices.map { DispatchQueue(label: "cdcr-backfill-writer-\($0)") }
         let verifier = options.verify && !options.dryRun
             ? ChunkVerifier(pair: table.pair, predicate: options.predicate, sourceConn: conns.verifySource, targetConn: conns.verifyTarget,
@@ -60,13 +69,30 @@ extension Backfiller {
 
         // Written chunks in key order, oldest first; never more than one per writer.
         var inFlight: [(chunk: SourceChunk, number: Int64, gate: ChunkGate)] = []
+        // The committed chunk being checked on the checkers' sessions while the loop reads and submits
+        // the next ones (at most one: the checkers are one session per side).
+        var checking: (number: Int64, check: BackgroundCheck)?
+        let checkQueue = DispatchQueue(label: "cdcr-backfill-check")
         defer {
-            for f in inFlight { _ = f.gate.wait() }  // never close a connection under a running write
+            _ = checking?.check.wait()  // never close a connection under a running check
+            for f in inFlight { _ = f.gate.wait() }  // … or write
             // Any of these may have committed even so (its commit's answer lost): the reload tells.
             run.interrupted = inFlight.map { (KeyRange(lo: $0.chunk.lower, hi: $0.chunk.upper), $0.number) }
         }
 
-        /// Waits for the oldest chunk in flight, counts it, verifies it and reports progress.
+        /// Waits for the running check, if any, and counts its result.
+        func finishCheck() throws {
+            guard let verifier, let (number, check) = checking else { return }
+            checking = nil
+            if try check.wait().get() {
+                run.report.thisRun.verified += 1
+                try BackfillState.addVerified(run.report.target, 1, on: conns.verifyTarget)
+            }
+            run.unverified.removeAll { $0.chunk == number }
+            if verifier.pendingKeys > verifier.maxPending { try settle(verifier, rounds: 1, run: &run, conn: conns.verifyTarget) }
+        }
+
+        /// Waits for the oldest chunk in flight, counts it, starts its check and reports progress.
         func collect() throws {
             let (chunk, number, gate) = inFlight[0]
             let outcome = try gate.wait().get()
@@ -76,9 +102,11 @@ extension Backfiller {
             run.report.failedKeys += outcome.failedKeys.prefix(max(0, 100 - run.report.failedKeys.count))
             if options.dryRun { run.dryCheckpoint?.advance(to: chunk.upper, counts: outcome.counts) }
             if let verifier {
-                run.unverified.append((KeyRange(lo: chunk.lower, hi: chunk.upper), number))
-                try verify(KeyRange(lo: chunk.lower, hi: chunk.upper), chunk: number, verifier, run: &run, conn: conns.verifyTarget)
-                run.unverified.removeLast()
+                try finishCheck()
+                let range = KeyRange(lo: chunk.lower, hi: chunk.upper)
+                run.unverified.append((range, number))
+                let box = UncheckedSendable(verifier)
+                checking = (number, BackgroundCheck(on: checkQueue) { try box.value.check(range, chunk: number) })
             }
             logger.debug("chunk", metadata: ["table": "\(targetName)", "chunk": "\(number)", "rows": "\(chunk.rowCount)",
                                           "phases": "\(writers[Int(number) % writers.count].phases.describe())"])
@@ -137,6 +165,7 @@ extension Backfiller {
             }
         }
         while !inFlight.isEmpty { try collect() }
+        try finishCheck()
         if checkpoint.done { run.report.done = true }  // the last chunk committed before an outage cut the run short
         if let verifier { try settle(verifier, rounds: options.settleRounds, run: &run, conn: conns.verifyTarget) }
     }
@@ -213,6 +242,26 @@ extension BackfillCheckpoint {
         nextKey = next
         done = next == nil
         counts = counts + delta
+    }
+}
+
+/// A chunk's range check running on its own queue; `wait` any number of times, from one thread.
+final class BackgroundCheck: Sendable {
+    private let result = Mutex<Result<Bool, any Error>?>(nil)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(on queue: DispatchQueue, _ work: @escaping @Sendable () throws -> Bool) {
+        queue.async { [self] in
+            let r = Result { try work() }
+            result.withLock { $0 = r }
+            done.signal()
+        }
+    }
+
+    func wait() -> Result<Bool, any Error> {
+        done.wait()
+        done.signal()
+        return result.withLock { $0! }
     }
 }
 

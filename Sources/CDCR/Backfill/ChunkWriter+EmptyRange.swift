@@ -28,14 +28,17 @@ extension ChunkWriter {
         let inserted: Int
         do {
             if direct {
-                let steps: [PGStep] = [.sql("SAVEPOINT cdcr_insert"), .copyIn(sql.tableCopy, data: chunk.tableData(skipping: 4))]
+                let steps: [PGStep] = [.sql("SAVEPOINT cdcr_insert"), .copyIn(sql.tableCopy, data: chunk.data)]
                 inserted = try conn.script(steps)[1].affected
                 phases.mark("copy_table")
                 try conn.pipeline([(sql.versionsOfRange(hasLower: chunk.lower != nil, hasUpper: chunk.upper != nil), [String(chunk.version)] + chunk.bounds),
                                    ("RELEASE SAVEPOINT cdcr_insert", [])])
                 phases.mark("versions")
             } else {
-                inserted = try conn.script([.sql("SAVEPOINT cdcr_insert"), .sql(sql.stage.insertNew), .sql("RELEASE SAVEPOINT cdcr_insert")])[1].affected
+                // insertNew returns the rows it left out, at or below an older run's range floor.
+                let losers = try conn.script([.sql("SAVEPOINT cdcr_insert"), .sql(sql.stage.insertNew), .sql("RELEASE SAVEPOINT cdcr_insert")])[1].rows.count
+                inserted = chunk.rowCount - losers
+                outcome.counts.skipped += Int64(losers)
                 phases.mark("insert")
             }
         } catch {
@@ -51,26 +54,50 @@ extension ChunkWriter {
     }
 
     static let insertPauseChunks = 10
-}
 
-extension SourceChunk {
-    /// The rows without their first `n` fields (the stage's own columns): the copied columns alone,
-    /// as a COPY into the table takes them.
-    func tableData(skipping n: Int) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(data.count)
-        data.withUnsafeBufferPointer { bytes in
-            for i in 0..<rowCount {
-                let range = row(i)
-                var start = range.lowerBound
-                var tabs = 0
-                while tabs < n, start < range.upperBound {
-                    if bytes[start] == UInt8(ascii: "\t") { tabs += 1 }
-                    start += 1
-                }
-                out.append(contentsOf: bytes[start..<range.upperBound])
-            }
+    /// A chunk into a key range the target holds nothing of, recorded as one range watermark
+    /// (`RangeFloors`) instead of a `row_versions` entry per row: the rows are COPYed straight into
+    /// the table and `cdcr.backfill_ranges` gets `[lower, upper)` with the chunk's version W. The
+    /// caller has waited for the previous chunk's result already, so holding the fence never waits
+    /// on another chunk. Under the fence, exclusive from here to the commit, no applying transaction
+    /// of the table is in flight, so what is read here is all there is:
+    /// - the range must hold no row (else the guarded way: tombstones, the guard, the MERGE);
+    /// - no copied key may have a version entry (a tombstone, or a change the stream applied and then
+    ///   deleted): that entry may be newer than the copy, and only the guard compares it. Keys of the
+    ///   range the copy lacks may have one: the guard reads the greater of entry and floor.
+    /// A refusal (a row or an entry after all, a unique violation) rolls back to the savepoint, which
+    /// also lets go of the fence, and the chunk goes the guarded way; false then.
+    func insertRanged(_ chunk: SourceChunk, number: Int64, outcome: inout ChunkOutcome) throws -> Bool {
+        let (hasLower, hasUpper) = (chunk.lower != nil, chunk.upper != nil)
+        try conn.execute("SAVEPOINT cdcr_insert; " + RangeFloors.fenceExclusive(targetName))
+        phases.mark("fence")
+        guard try conn.query(sql.targetRangeOccupied(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds).scalar == "f" else {
+            return try refuseRanged("range_occupied", pause: false)
         }
-        return out
+        let inserted: Int
+        do {
+            inserted = try conn.copyIn(sql.tableCopy, data: chunk.data)
+        } catch {
+            guard error.sqlState == "23505" else { throw error }
+            return try refuseRanged("insert_refused", pause: true)
+        }
+        phases.mark("copy_table")
+        if try conn.query(sql.copiedKeysHaveEntries(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds).scalar == "t" {
+            return try refuseRanged("entries_found", pause: true)
+        }
+        try conn.query(BackfillSQL.recordRange, [targetName.description, runID, String(number),
+                                                 chunk.lower.map(BackfillState.encodeKey), chunk.upper.map(BackfillState.encodeKey), String(chunk.version)])
+        try conn.execute("RELEASE SAVEPOINT cdcr_insert")
+        phases.mark("range")
+        outcome.counts.inserted += Int64(inserted)
+        return true
+    }
+
+    /// Rolls a ranged insert back to its savepoint (letting go of the fence); false.
+    private func refuseRanged(_ phase: String, pause: Bool) throws -> Bool {
+        try conn.execute("ROLLBACK TO SAVEPOINT cdcr_insert; RELEASE SAVEPOINT cdcr_insert")
+        if pause { insertPause.start(Self.insertPauseChunks) }
+        phases.mark(phase)
+        return false
     }
 }

@@ -220,6 +220,22 @@ public enum BookkeepingSchema {
         CREATE INDEX discrepancies_resolved ON cdcr.discrepancies (resolved_at);
         CREATE INDEX discrepancies_applied ON cdcr.discrepancies (applied_at) WHERE applied_at IS NOT NULL;
         """,
+        // `cdcr backfill`'s range watermarks (docs/BACKFILL.md, "Range watermarks"): a chunk copied
+        // into a key range the target held nothing of records one row here instead of a
+        // `row_versions` entry per row. The version guard reads a key's version as the greater of its
+        // entry and the watermark of the range that holds it.
+        """
+        CREATE TABLE cdcr.backfill_ranges (
+            table_name  text COLLATE "C" NOT NULL,    -- target table, schema-qualified
+            run_id      text NOT NULL,                -- the backfill run (one run's ranges are disjoint)
+            chunk       bigint NOT NULL,
+            lower_key   jsonb,                        -- first key (inclusive), as a JSON array of key texts; NULL: from the start
+            upper_key   jsonb,                        -- the next chunk's first key (exclusive); NULL: to the end
+            version     bigint NOT NULL,              -- the chunk's watermark W (raised by a later truncate)
+            recorded_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (table_name, run_id, chunk)
+        );
+        """,
     ]
 
     public static var currentVersion: Int { migrations.count }

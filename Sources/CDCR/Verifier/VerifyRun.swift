@@ -133,8 +133,11 @@ public final class VerifyRun {
         case .last:
             since = try CheckState.last(pair.source.name, on: target)
         }
+        // A backfill that recorded range watermarks since wrote rows without row versions: the
+        // changed keys cannot name them, so the table is compared in full.
+        let backfilled = try since.map { try BackfillState.rangesRecorded(pair.target.name, since: $0.target, on: target) } ?? false
         var diff: TableDiff
-        if let since {
+        if let since, !backfilled {
             let column = incremental.changedColumn(for: pair.source.name)
             let (keys, summary, notes) = try ChangedKeys.collect(pair: pair, source: source, target: target, since: since, changedColumn: column)
             diff = try verifier.runKeys(keys, settleSeconds: options.settleSeconds)
@@ -146,10 +149,12 @@ public final class VerifyRun {
             summary.examined = Int(diff.sourceRows) + diff.extra
             summary.fullBecauseNoState = true
             diff.incremental = summary
-            diff.notes.append("no earlier successful run of \(pair.source.name) in cdcr.check_state: compared in full")
+            diff.notes.append(backfilled
+                ? "a backfill copied rows into \(pair.target.name) since then (range watermarks, no row versions): compared in full"
+                : "no earlier successful run of \(pair.source.name) in cdcr.check_state: compared in full")
         }
         if diff.isConsistent {
-            try CheckState.record(pair.source.name, target: pair.target.name, through: through, mode: since == nil ? "full" : "incremental",
+            try CheckState.record(pair.source.name, target: pair.target.name, through: through, mode: since == nil || backfilled ? "full" : "incremental",
                                   keysExamined: diff.incremental?.examined ?? 0, on: target)
         }
         return diff

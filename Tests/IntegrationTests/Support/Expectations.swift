@@ -55,3 +55,19 @@ func tableScans(_ conn: PGConnection, _ table: String, inserted: Int) throws -> 
     }
     return last
 }
+
+/// Rows of `table` (single-column bigint-like key `key`) whose version cdcr knows: a live
+/// `row_versions` entry with a version, or a backfill range watermark holding the key.
+func rowsWithKnownVersion(_ conn: PGConnection, _ table: String, key: String = "id") throws -> Int {
+    try Expect.count(conn, """
+        SELECT count(*) FROM \(table) t
+        WHERE EXISTS (SELECT FROM cdcr.row_versions rv WHERE rv.table_name = $1 AND rv.row_key = t.\(key)::text AND rv.version > 0 AND NOT rv.deleted)
+           OR EXISTS (SELECT FROM cdcr.backfill_ranges r WHERE r.table_name = $1 AND r.version > 0
+                      AND (r.lower_key IS NULL OR t.\(key) >= (r.lower_key ->> 0)::bigint) AND (r.upper_key IS NULL OR t.\(key) < (r.upper_key ->> 0)::bigint))
+        """, [table])
+}
+
+/// The range watermarks backfills recorded on `table`.
+func backfillRanges(_ conn: PGConnection, _ table: String) throws -> Int {
+    try Expect.count(conn, "SELECT count(*) FROM cdcr.backfill_ranges WHERE table_name = $1", [table])
+}
