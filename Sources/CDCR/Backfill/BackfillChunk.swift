@@ -76,6 +76,11 @@ struct ChunkOutcome: Sendable {
     var counts = BackfillCounts()
     /// Keys of rows the target refused, with the reason (at most a few kept).
     var failedKeys: [(KeyTexts, String)] = []
+    /// The chunk waited for the previous one's commit already (a ranged insert does so before it
+    /// takes the fence), so its checkpoint need not wait again.
+    var awaitedTurn = false
+    /// Time per step of the chunk's write (debug logging, benchmarks).
+    var phases = ""
 }
 
 /// Writes chunks to the target through the applier's path: COPY into its stage, tombstones for keys
@@ -182,8 +187,16 @@ struct ChunkWriter: Sendable {
     private func finish(_ chunk: SourceChunk, chunkNumber: Int64, outcome: inout ChunkOutcome, dryRun: Bool, beforeCheckpoint: () throws -> Void) throws {
         outcome.counts.chunks = 1
         let id = BookkeepingKey.stored("backfill:\(targetName):\(runID):\(chunkNumber)")
-        try conn.query("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
-                       [id, targetName.description])
+        let ledger = ("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
+                      [id, targetName.description] as [String?])
+        if outcome.awaitedTurn {
+            // A ranged insert: the savepoint's release, the ledger and the checkpoint in one round trip.
+            let checkpoint = dryRun ? [] : [BackfillState.advanceStatement(targetName, nextKey: chunk.upper, done: chunk.upper == nil, delta: outcome.counts)]
+            try conn.pipeline([("RELEASE SAVEPOINT cdcr_insert", []), ledger] + checkpoint)
+            phases.mark("ledger_checkpoint")
+            return
+        }
+        try conn.query(ledger.0, ledger.1)
         phases.mark("ledger")
         try beforeCheckpoint()
         phases.mark("wait")

@@ -100,23 +100,20 @@ struct BackfillSQL {
         """
     }
 
-    /// Whether any target row in the chunk's range (bounds `$1…`) has a `row_versions` entry: `t`
-    /// when one does. Skips the per-row probes when the table has no entry at all.
-    func copiedKeysHaveEntries(hasLower: Bool, hasUpper: Bool) -> String {
+    /// A chunk's range watermark (`RangeFloors`) — table, run, chunk, lower and upper key (JSON
+    /// arrays of key texts, NULL for an open end), version as `$1…$6` — unless a target row in the
+    /// chunk's range (bounds `$7…`) has a `row_versions` entry: then nothing is inserted (no row
+    /// affected). The per-row probes are skipped when the table has no entry at all.
+    func recordRangeUnlessEntries(hasLower: Bool, hasUpper: Bool) -> String {
         let name = quoteLiteral(table.target.name.description)
         return """
-            SELECT EXISTS (SELECT FROM cdcr.row_versions WHERE table_name = \(name))
-               AND EXISTS (SELECT FROM \(table.target.name.quoted) t WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 0))
-                           AND EXISTS (SELECT FROM cdcr.row_versions rv WHERE rv.table_name = \(name) AND rv.row_key = \(StageStatements.rowKey(table.target, alias: "t"))))
+            INSERT INTO cdcr.backfill_ranges (table_name, run_id, chunk, lower_key, upper_key, version)
+            SELECT $1, $2, $3::bigint, $4::jsonb, $5::jsonb, $6::bigint
+            WHERE NOT (EXISTS (SELECT FROM cdcr.row_versions WHERE table_name = \(name))
+                       AND EXISTS (SELECT FROM \(table.target.name.quoted) t WHERE \(targetRange(hasLower: hasLower, hasUpper: hasUpper, after: 6))
+                                   AND EXISTS (SELECT FROM cdcr.row_versions rv WHERE rv.table_name = \(name) AND rv.row_key = \(StageStatements.rowKey(table.target, alias: "t")))))
             """
     }
-
-    /// A chunk's range watermark (`RangeFloors`): table, run, chunk, lower and upper key (JSON
-    /// arrays of key texts, NULL for an open end), version.
-    static let recordRange = """
-        INSERT INTO cdcr.backfill_ranges (table_name, run_id, chunk, lower_key, upper_key, version)
-        VALUES ($1, $2, $3::bigint, $4::jsonb, $5::jsonb, $6::bigint)
-        """
 
     /// Whether the target holds any row in the chunk's key range (bounds as `$1…`, lower then upper,
     /// each present or not): `t` when it does.

@@ -87,7 +87,13 @@ enum BackfillState {
 
     /// Records a committed chunk: where the next one starts and what this one did.
     static func advance(_ table: TableName, nextKey: KeyTexts?, done: Bool, delta d: BackfillCounts, on conn: PGConnection) throws {
-        try conn.query("""
+        let (sql, params) = advanceStatement(table, nextKey: nextKey, done: done, delta: d)
+        try conn.query(sql, params)
+    }
+
+    /// `advance`'s statement and parameters, for a caller that pipelines it.
+    static func advanceStatement(_ table: TableName, nextKey: KeyTexts?, done: Bool, delta d: BackfillCounts) -> (sql: String, params: [String?]) {
+        ("""
             UPDATE cdcr.backfill_state SET next_key = $2::jsonb, done = $3::bool, chunks = chunks + $4, rows_read = rows_read + $5,
                 inserted = inserted + $6, updated = updated + $7, skipped = skipped + $8, deleted = deleted + $9, failed = failed + $10,
                 updated_at = now(), finished_at = CASE WHEN $3::bool THEN now() END

@@ -67,7 +67,7 @@ extension Backfiller {
         let attemptStarted = ContinuousClock.now
         var lastProgress = ContinuousClock.now - .seconds(10)
 
-        // Written chunks in key order, oldest first; never more than one per writer.
+        // Written chunks in key order, oldest first; at most one more than writers.
         var inFlight: [(chunk: SourceChunk, number: Int64, gate: ChunkGate)] = []
         // The committed chunk being checked on the checkers' sessions while the loop reads and submits
         // the next ones (at most one: the checkers are one session per side).
@@ -109,7 +109,7 @@ extension Backfiller {
                 checking = (number, BackgroundCheck(on: checkQueue) { try box.value.check(range, chunk: number) })
             }
             logger.debug("chunk", metadata: ["table": "\(targetName)", "chunk": "\(number)", "rows": "\(chunk.rowCount)",
-                                          "phases": "\(writers[Int(number) % writers.count].phases.describe())"])
+                                          "phases": "\(outcome.phases)"])
             doneBefore += outcome.counts.rowsRead
             rowsThisAttempt += outcome.counts.rowsRead
             let elapsed = (ContinuousClock.now - attemptStarted).seconds
@@ -135,7 +135,9 @@ extension Backfiller {
             }
             let chunk = try SourceChunk.read(sql, lower: lower, limit: limit, watermark: watermark, on: conns.source)
             chunkNumber += 1
-            if inFlight.count == writers.count { try collect() }
+            // One chunk more than writers: the next chunk is read and queued behind its writer's
+            // current one, so a writer never waits for the read when the chunk before it commits.
+            if inFlight.count > writers.count { try collect() }
             let (gate, previous, number, dryRun) = (ChunkGate(), inFlight.last?.gate, chunkNumber, options.dryRun)
             let writer = writers[Int(number) % writers.count]
             queues[Int(number) % writers.count].async {
@@ -143,12 +145,14 @@ extension Backfiller {
                     defer { gate.markStarted() }
                     try writer.holdTurn(number)
                     gate.markStarted()
-                    return try writer.write(chunk, chunkNumber: number, dryRun: dryRun) {
+                    var outcome = try writer.write(chunk, chunkNumber: number, dryRun: dryRun) {
                         guard let previous else { return }
                         previous.waitStarted()
                         try writer.awaitTurn(after: number - 1)
                         if case let .failure(error) = previous.wait() { throw error }
                     }
+                    outcome.phases = writer.phases.describe()  // here: the writer may start its next chunk before the loop logs this one
+                    return outcome
                 }
                 gate.finish(result)
                 writer.releaseTurn(number)

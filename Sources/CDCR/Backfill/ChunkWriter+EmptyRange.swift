@@ -69,11 +69,10 @@ extension ChunkWriter {
     /// also lets go of the fence, and the chunk goes the guarded way; false then.
     func insertRanged(_ chunk: SourceChunk, number: Int64, outcome: inout ChunkOutcome) throws -> Bool {
         let (hasLower, hasUpper) = (chunk.lower != nil, chunk.upper != nil)
-        try conn.execute("SAVEPOINT cdcr_insert; " + RangeFloors.fenceExclusive(targetName))
+        let probe = try conn.pipeline([("SAVEPOINT cdcr_insert", []), (RangeFloors.fenceExclusive(targetName), []),
+                                       (sql.targetRangeOccupied(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds)])
         phases.mark("fence")
-        guard try conn.query(sql.targetRangeOccupied(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds).scalar == "f" else {
-            return try refuseRanged("range_occupied", pause: false)
-        }
+        guard probe[2].scalar == "f" else { return try refuseRanged("range_occupied", pause: false) }
         let inserted: Int
         do {
             inserted = try conn.copyIn(sql.tableCopy, data: chunk.data)
@@ -82,14 +81,13 @@ extension ChunkWriter {
             return try refuseRanged("insert_refused", pause: true)
         }
         phases.mark("copy_table")
-        if try conn.query(sql.copiedKeysHaveEntries(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds).scalar == "t" {
-            return try refuseRanged("entries_found", pause: true)
-        }
-        try conn.query(BackfillSQL.recordRange, [targetName.description, runID, String(number),
-                                                 chunk.lower.map(BackfillState.encodeKey), chunk.upper.map(BackfillState.encodeKey), String(chunk.version)])
-        try conn.execute("RELEASE SAVEPOINT cdcr_insert")
+        let recorded = try conn.query(sql.recordRangeUnlessEntries(hasLower: hasLower, hasUpper: hasUpper),
+                                      [targetName.description, runID, String(number), chunk.lower.map(BackfillState.encodeKey),
+                                       chunk.upper.map(BackfillState.encodeKey), String(chunk.version)] + chunk.bounds).affected
+        guard recorded == 1 else { return try refuseRanged("entries_found", pause: true) }
         phases.mark("range")
         outcome.counts.inserted += Int64(inserted)
+        outcome.awaitedTurn = true
         return true
     }
 
