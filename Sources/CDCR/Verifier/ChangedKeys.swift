@@ -40,8 +40,15 @@ public struct IncrementalSummary: Sendable {
     /// Row versions whose key is stored as its SHA-256 (too long): not turned back into keys; such
     /// rows are only found through the change log or a changed column.
     public var hashedRowVersions = 0
-    /// `--since last` found no earlier successful run, so the table was compared in full.
-    public var fullBecauseNoState = false
+    /// Why the table was compared in full instead of by its changed keys; nil when it was not.
+    public var fullBecause: FullReason?
+
+    public enum FullReason: Sendable {
+        /// `--since last` found no earlier successful run.
+        case noState
+        /// A backfill recorded range watermarks since the bound: rows without row versions.
+        case backfill
+    }
 }
 
 /// The keys that changed since a bound, from every source there is: the source's change log

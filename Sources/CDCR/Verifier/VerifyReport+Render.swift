@@ -138,7 +138,7 @@ extension TableDiff {
         if let sample {
             return "\(name): \(sample.headline): \(counts) (\(seconds(duration)) s)"
         }
-        if let incremental, !incremental.fullBecauseNoState {
+        if let incremental, incremental.fullBecause == nil {
             return "\(name): \(incremental.examined) changed keys examined (\(incremental.sources)): \(counts) (\(seconds(duration)) s)"
         }
         return "\(name): source \(sourceRows) rows, target \(targetRows) rows, \(counts) (\(seconds(duration)) s)"
@@ -161,7 +161,8 @@ extension TableDiff {
         if let i = incremental {
             func count(_ n: Int?) -> String { n.map(String.init) ?? "null" }
             func time(_ t: String?) -> String { t.map { JSONValue.string($0).serialized } ?? "null" }
-            out += ",\"incremental\":{\"examined\":\(i.examined),\"full_because_no_state\":\(i.fullBecauseNoState),"
+            out += ",\"incremental\":{\"examined\":\(i.examined),\"full_because_no_state\":\(i.fullBecause == .noState),"
+                + "\"full_because_backfill\":\(i.fullBecause == .backfill),"
                 + "\"since_source\":\(time(i.since?.source)),\"since_target\":\(time(i.since?.target)),"
                 + "\"from_change_log\":\(count(i.fromChangeLog)),\"from_changed_column\":\(count(i.fromChangedColumn)),"
                 + "\"from_row_versions\":\(count(i.fromRowVersions)),\"hashed_row_versions\":\(i.hashedRowVersions)}"

@@ -147,7 +147,8 @@ public final class VerifyRun {
             diff = try verifier.run(settleSeconds: options.settleSeconds)
             var summary = IncrementalSummary()
             summary.examined = Int(diff.sourceRows) + diff.extra
-            summary.fullBecauseNoState = true
+            summary.since = since
+            summary.fullBecause = backfilled ? .backfill : .noState
             diff.incremental = summary
             diff.notes.append(backfilled
                 ? "a backfill copied rows into \(pair.target.name) since then (range watermarks, no row versions): compared in full"
