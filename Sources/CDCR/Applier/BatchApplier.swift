@@ -214,13 +214,14 @@ public final class BatchApplier {
                 mark("plan")
                 try execute(plan, outcomes: &outcomes)
             case let .truncate(table, version, index):
-                if let fence = stageStatements(for: table).fence { try conn.execute(fence) }
+                let fence = stageStatements(for: table).fence
+                if let fence { try conn.execute(fence) }
                 try conn.execute("TRUNCATE \(table.name.quoted)")
                 // Late changes older than the truncate must not bring rows back, with an entry or a range floor.
                 try conn.query(
                     "UPDATE cdcr.row_versions SET deleted = true, updated_at = now(), version = greatest(version, $2::bigint) WHERE table_name = $1",
                     [table.name.description, version.map(String.init)])
-                if RangeFloors.applies(to: table) { try conn.query(RangeFloors.raiseForTruncate, [table.name.description, version.map(String.init)]) }
+                if fence != nil { try conn.query(RangeFloors.raiseForTruncate, [table.name.description, version.map(String.init)]) }
                 outcomes[index] = .applied
             }
         }

@@ -76,9 +76,10 @@ struct ChunkOutcome: Sendable {
     var counts = BackfillCounts()
     /// Keys of rows the target refused, with the reason (at most a few kept).
     var failedKeys: [(KeyTexts, String)] = []
-    /// The chunk waited for the previous one's commit already (a ranged insert does so before it
-    /// takes the fence), so its checkpoint need not wait again.
-    var awaitedTurn = false
+    /// The chunk was recorded as a range watermark (`insertRanged`): it waited for the previous
+    /// chunk's commit before taking the fence, so its checkpoint need not wait again, and its
+    /// savepoint is still open.
+    var ranged = false
     /// Time per step of the chunk's write (debug logging, benchmarks).
     var phases = ""
 }
@@ -189,7 +190,7 @@ struct ChunkWriter: Sendable {
         let id = BookkeepingKey.stored("backfill:\(targetName):\(runID):\(chunkNumber)")
         let ledger = ("INSERT INTO cdcr.ledger (change_id, table_name, outcome) VALUES ($1, $2, 'a') ON CONFLICT (change_id) DO NOTHING",
                       [id, targetName.description] as [String?])
-        if outcome.awaitedTurn {
+        if outcome.ranged {
             // A ranged insert: the savepoint's release, the ledger and the checkpoint in one round trip.
             let checkpoint = dryRun ? [] : [BackfillState.advanceStatement(targetName, nextKey: chunk.upper, done: chunk.upper == nil, delta: outcome.counts)]
             try conn.pipeline([("RELEASE SAVEPOINT cdcr_insert", []), ledger] + checkpoint)
@@ -213,16 +214,19 @@ struct ChunkWriter: Sendable {
                        beforeFence: () throws -> Void = {}) throws -> ChunkOutcome {
         var outcome = ChunkOutcome()
         outcome.counts.rowsRead = Int64(rows.count)
+        // Straight into the table only without target-only columns (the MERGE sets them NULL, a
+        // COPY would give them their defaults); else the plain insert goes through the stage.
+        let direct = sql.table.targetOnly.isEmpty
         var plain = false
         if tombstones && insertPause.tick() {
-            if useRanges && sql.table.targetOnly.isEmpty, let number = rangedChunk {
+            if useRanges && direct, let number = rangedChunk {
                 try beforeFence()
                 if try insertRanged(chunk, number: number, outcome: &outcome) { return outcome }
             } else {
                 plain = try targetRangeIsEmpty(chunk)
             }
         }
-        if plain && sql.table.targetOnly.isEmpty {
+        if plain && direct {
             if try insertIntoEmptyRange(chunk, direct: true, outcome: &outcome) { return outcome }
             plain = false
         }

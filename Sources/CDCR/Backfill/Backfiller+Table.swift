@@ -71,10 +71,10 @@ extension Backfiller {
         var inFlight: [(chunk: SourceChunk, number: Int64, gate: ChunkGate)] = []
         // The committed chunk being checked on the checkers' sessions while the loop reads and submits
         // the next ones (at most one: the checkers are one session per side).
-        var checking: (number: Int64, check: BackgroundCheck)?
+        var checking: (number: Int64, check: Handoff<Bool>)?
         let checkQueue = DispatchQueue(label: "cdcr-backfill-check")
         defer {
-            _ = checking?.check.wait()  // never close a connection under a running check
+            _ = try? checking?.check.wait()  // never close a connection under a running check
             for f in inFlight { _ = f.gate.wait() }  // … or write
             // Any of these may have committed even so (its commit's answer lost): the reload tells.
             run.interrupted = inFlight.map { (KeyRange(lo: $0.chunk.lower, hi: $0.chunk.upper), $0.number) }
@@ -84,12 +84,8 @@ extension Backfiller {
         func finishCheck() throws {
             guard let verifier, let (number, check) = checking else { return }
             checking = nil
-            if try check.wait().get() {
-                run.report.thisRun.verified += 1
-                try BackfillState.addVerified(run.report.target, 1, on: conns.verifyTarget)
-            }
+            try count(check: try check.wait(), verifier, run: &run, conn: conns.verifyTarget)
             run.unverified.removeAll { $0.chunk == number }
-            if verifier.pendingKeys > verifier.maxPending { try settle(verifier, rounds: 1, run: &run, conn: conns.verifyTarget) }
         }
 
         /// Waits for the oldest chunk in flight, counts it, starts its check and reports progress.
@@ -105,8 +101,7 @@ extension Backfiller {
                 try finishCheck()
                 let range = KeyRange(lo: chunk.lower, hi: chunk.upper)
                 run.unverified.append((range, number))
-                let box = UncheckedSendable(verifier)
-                checking = (number, BackgroundCheck(on: checkQueue) { try box.value.check(range, chunk: number) })
+                checking = (number, Handoff(on: checkQueue) { try verifier.check(range, chunk: number) })
             }
             logger.debug("chunk", metadata: ["table": "\(targetName)", "chunk": "\(number)", "rows": "\(chunk.rowCount)",
                                           "phases": "\(outcome.phases)"])
@@ -222,7 +217,13 @@ extension Backfiller {
     }
 
     private func verify(_ range: KeyRange, chunk: Int64, _ verifier: ChunkVerifier, run: inout TableRun, conn: PGConnection) throws {
-        if try verifier.check(range, chunk: chunk) {
+        try count(check: try verifier.check(range, chunk: chunk), verifier, run: &run, conn: conn)
+    }
+
+    /// Counts a chunk's check (`equal`: its range matched), and settles at once when too many
+    /// differing keys wait.
+    private func count(check equal: Bool, _ verifier: ChunkVerifier, run: inout TableRun, conn: PGConnection) throws {
+        if equal {
             run.report.thisRun.verified += 1
             try BackfillState.addVerified(run.report.target, 1, on: conn)
         }
@@ -246,26 +247,6 @@ extension BackfillCheckpoint {
         nextKey = next
         done = next == nil
         counts = counts + delta
-    }
-}
-
-/// A chunk's range check running on its own queue; `wait` any number of times, from one thread.
-final class BackgroundCheck: Sendable {
-    private let result = Mutex<Result<Bool, any Error>?>(nil)
-    private let done = DispatchSemaphore(value: 0)
-
-    init(on queue: DispatchQueue, _ work: @escaping @Sendable () throws -> Bool) {
-        queue.async { [self] in
-            let r = Result { try work() }
-            result.withLock { $0 = r }
-            done.signal()
-        }
-    }
-
-    func wait() -> Result<Bool, any Error> {
-        done.wait()
-        done.signal()
-        return result.withLock { $0! }
     }
 }
 

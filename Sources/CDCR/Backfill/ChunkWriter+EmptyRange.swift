@@ -44,10 +44,7 @@ extension ChunkWriter {
         } catch {
             // Any other failure is the statement's own error, classified as if it ran alone.
             guard error.error.sqlState == "23505" else { throw error.error }
-            try conn.execute("ROLLBACK TO SAVEPOINT cdcr_insert; RELEASE SAVEPOINT cdcr_insert")
-            insertPause.start(Self.insertPauseChunks)
-            phases.mark("insert_refused")
-            return false
+            return try refuseInsert("insert_refused", pause: true)
         }
         outcome.counts.inserted += Int64(inserted)
         return true
@@ -66,33 +63,35 @@ extension ChunkWriter {
     ///   deleted): that entry may be newer than the copy, and only the guard compares it. Keys of the
     ///   range the copy lacks may have one: the guard reads the greater of entry and floor.
     /// A refusal (a row or an entry after all, a unique violation) rolls back to the savepoint, which
-    /// also lets go of the fence, and the chunk goes the guarded way; false then.
+    /// also lets go of the fence, and the chunk goes the guarded way; false then. On success the
+    /// savepoint stays open: `finish` releases it in the pipeline with the ledger and the checkpoint.
     func insertRanged(_ chunk: SourceChunk, number: Int64, outcome: inout ChunkOutcome) throws -> Bool {
         let (hasLower, hasUpper) = (chunk.lower != nil, chunk.upper != nil)
         let probe = try conn.pipeline([("SAVEPOINT cdcr_insert", []), (RangeFloors.fenceExclusive(targetName), []),
                                        (sql.targetRangeOccupied(hasLower: hasLower, hasUpper: hasUpper), chunk.bounds)])
         phases.mark("fence")
-        guard probe[2].scalar == "f" else { return try refuseRanged("range_occupied", pause: false) }
+        guard probe[2].scalar == "f" else { return try refuseInsert("range_occupied", pause: false) }
         let inserted: Int
         do {
             inserted = try conn.copyIn(sql.tableCopy, data: chunk.data)
         } catch {
             guard error.sqlState == "23505" else { throw error }
-            return try refuseRanged("insert_refused", pause: true)
+            return try refuseInsert("insert_refused", pause: true)
         }
         phases.mark("copy_table")
         let recorded = try conn.query(sql.recordRangeUnlessEntries(hasLower: hasLower, hasUpper: hasUpper),
                                       [targetName.description, runID, String(number), chunk.lower.map(BackfillState.encodeKey),
                                        chunk.upper.map(BackfillState.encodeKey), String(chunk.version)] + chunk.bounds).affected
-        guard recorded == 1 else { return try refuseRanged("entries_found", pause: true) }
+        guard recorded == 1 else { return try refuseInsert("entries_found", pause: true) }
         phases.mark("range")
         outcome.counts.inserted += Int64(inserted)
-        outcome.awaitedTurn = true
+        outcome.ranged = true
         return true
     }
 
-    /// Rolls a ranged insert back to its savepoint (letting go of the fence); false.
-    private func refuseRanged(_ phase: String, pause: Bool) throws -> Bool {
+    /// Rolls a plain or ranged insert back to its savepoint (letting go of the fence, if taken) and,
+    /// with `pause`, keeps this writer to the guarded way for `insertPauseChunks` chunks; false.
+    private func refuseInsert(_ phase: String, pause: Bool) throws -> Bool {
         try conn.execute("ROLLBACK TO SAVEPOINT cdcr_insert; RELEASE SAVEPOINT cdcr_insert")
         if pause { insertPause.start(Self.insertPauseChunks) }
         phases.mark(phase)
