@@ -23,14 +23,17 @@ struct RangeFloorTests {
             version: version, timestampMicros: nil, format: .native)))
     }
 
-    func setUp(_ name: String, settings: Settings = Settings()) throws -> (String, PGConnection, BatchApplier) {
+    /// A fresh database with the bookkeeping schema and `ddl`'s table `name` (`public.rf` unless
+    /// given), and an applier that knows it.
+    func setUp(_ database: String, settings: Settings = Settings(), ddl: String = "CREATE TABLE public.rf (id bigint PRIMARY KEY, status text)",
+               name: TableName? = nil) throws -> (String, PGConnection, BatchApplier) {
         let pg = try TestPostgres.sharedCluster()
-        let url = try pg.createDatabase(name, fixtureSchema: false)
+        let url = try pg.createDatabase(database, fixtureSchema: false)
         let conn = try PGConnection.connect(url)
         try BookkeepingSchema.install(on: conn)
-        try conn.execute("CREATE TABLE public.rf (id bigint PRIMARY KEY, status text)")
+        try conn.execute(ddl)
         let applier = BatchApplier(conn: try TargetConnection.open(url), settings: settings, logger: Logger(label: "test"))
-        applier.learn([table])
+        applier.learn([name ?? table])
         return (url, conn, applier)
     }
 
@@ -112,16 +115,9 @@ struct RangeFloorTests {
 
     @Test("composite and uuid keys: ranges compare as row values in the key's own order")
     func compositeKeys() throws {
-        let pg = try TestPostgres.sharedCluster()
-        let url = try pg.createDatabase("rf_composite", fixtureSchema: false)
-        let conn = try PGConnection.connect(url)
-        defer { conn.close() }
-        try BookkeepingSchema.install(on: conn)
-        try conn.execute("CREATE TABLE public.rc (a int, b uuid, v text, PRIMARY KEY (a, b))")
         let name = TableName(schema: "public", name: "rc")
-        let applier = BatchApplier(conn: try TargetConnection.open(url), settings: Settings(), logger: Logger(label: "test"))
-        defer { applier.conn.close() }
-        applier.learn([name])
+        let (_, conn, applier) = try setUp("rf_composite", ddl: "CREATE TABLE public.rc (a int, b uuid, v text, PRIMARY KEY (a, b))", name: name)
+        defer { conn.close(); applier.conn.close() }
         let mid = "80000000-0000-0000-0000-000000000000"
         try conn.execute("""
             INSERT INTO cdcr.backfill_ranges (table_name, run_id, chunk, lower_key, upper_key, version) VALUES
